@@ -1,0 +1,16 @@
+"""Shared fixtures: every test gets its own WePrompt home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def weprompt_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point WEPROMPT_HOME at a fresh folder so no test touches the real home or the checkout."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("WEPROMPT_HOME", str(home))
+    monkeypatch.delenv("WEPROMPT_RAISE_ERRORS", raising=False)
+    return home

@@ -1,0 +1,3 @@
+from weprompt_cli.cli import main
+
+main()

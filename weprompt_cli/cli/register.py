@@ -1,0 +1,3 @@
+"""Imports every command module so that its commands attach to the app."""
+
+# Each module below adds commands to `weprompt_cli.cli.app`; keep them torch-free at import.
