@@ -1,0 +1,1 @@
+"""Training code of the embedded demo model (never imported by the app at run time)."""
