@@ -1,0 +1,165 @@
+"""`weprompt personas [list|show|new]`: list, inspect and create persona files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from weprompt_cli.cli.app import personas_app
+from weprompt_cli.personas import (
+    Persona,
+    find_persona,
+    list_personas,
+    load_persona_file,
+    persona_dirs,
+    write_persona_template,
+)
+
+_JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _persona_dict(persona: Persona) -> dict[str, Any]:
+    return {
+        "name": persona.name,
+        "title": persona.title,
+        "description": persona.description,
+        "source": persona.source,
+        "path": str(persona.path),
+        "system": persona.system,
+        "examples": [{"user": u, "assistant": a} for u, a in persona.examples],
+        "sampling": dict(persona.sampling),
+        "stop": list(persona.stop),
+        "content_hash": persona.content_hash(),
+    }
+
+
+def _indented(console: Console, body: Text, indent: int = 2) -> Text:
+    """`body` wrapped to the terminal and indented, without trailing padding."""
+    out = Text()
+    for i, line in enumerate(body.wrap(console, max(20, console.width - indent))):
+        if i:
+            out.append("\n")
+        line.rstrip()
+        if line.plain:
+            out.append(" " * indent)
+        out.append_text(line)
+    return out
+
+
+def _warn(line: str) -> None:
+    sys.stderr.write(f"weprompt: warning: {line}\n")
+
+
+def _builtin_names() -> set[str]:
+    """Names of the built-in persona files (to mark user files that replace one)."""
+    names: set[str] = set()
+    for folder, source in persona_dirs():
+        if source == "built-in" and folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.toml"))
+    return names
+
+
+def _list(as_json: bool) -> None:
+    personas, errors = list_personas()
+    if as_json:
+        typer.echo(json.dumps([_persona_dict(p) for p in personas], indent=2, ensure_ascii=False))
+    else:
+        builtins = _builtin_names()
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("name", no_wrap=True)
+        table.add_column("title", no_wrap=True)
+        table.add_column("source", no_wrap=True)
+        table.add_column("description")
+        for p in personas:
+            source = "user, replaces built-in" if p.source == "user" and p.name in builtins else p.source
+            table.add_row(Text(p.name, style="bold"), Text(p.title), Text(source), Text(p.description))
+        console = Console()
+        if personas:
+            console.print(table)
+        else:
+            console.print("No personas found.")
+    # A broken file does not hide the others: one warning line each, on stderr.
+    for exc in errors:
+        _warn(exc.one_line())
+    if errors:
+        sys.stderr.write("  hint: fix the file, then check it with 'weprompt personas show NAME'\n")
+
+
+@personas_app.callback()
+def personas_main(ctx: typer.Context, as_json: bool = _JSON_OPTION) -> None:
+    """List, show and create personas (alone: list them)."""
+    if ctx.invoked_subcommand is None:
+        _list(as_json)
+
+
+@personas_app.command("list")
+def list_command(as_json: bool = _JSON_OPTION) -> None:
+    """List the personas: name, title, source (built-in or user) and description."""
+    _list(as_json)
+
+
+@personas_app.command("show")
+def show_command(
+    name: str = typer.Argument(..., help="Persona name (e.g. sql, project, general)."),
+    as_json: bool = _JSON_OPTION,
+) -> None:
+    """Show one persona: its system prompt, examples, sampling overrides and file."""
+    persona = find_persona(name)
+    if as_json:
+        typer.echo(json.dumps(_persona_dict(persona), indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    head = Text()
+    head.append(persona.name, style="bold")
+    head.append(f": {persona.title}")
+    console.print(head)
+    if persona.description:
+        console.print(Text(persona.description))
+    console.print(Text(f"{persona.source}: {persona.path}", style="dim"))
+
+    def section(title: str, body: Text) -> None:
+        console.print()
+        console.print(Text(title, style="bold"))
+        console.print(_indented(console, body), soft_wrap=True)
+
+    section("System prompt", Text(persona.system))
+    if persona.examples:
+        body = Text()
+        for i, (user, assistant) in enumerate(persona.examples):
+            if i:
+                body.append("\n\n")
+            body.append("User: ", style="bold cyan")
+            body.append(user)
+            body.append("\nAssistant: ", style="bold green")
+            body.append(assistant)
+        section("Examples", body)
+    else:
+        section("Examples", Text("none", style="dim"))
+    if persona.sampling:
+        section("Sampling overrides", Text("\n".join(f"{k} = {v}" for k, v in persona.sampling.items())))
+    else:
+        section("Sampling overrides", Text("none (the configured defaults apply)", style="dim"))
+    if persona.stop:
+        section("Stop strings", Text("\n".join(json.dumps(s, ensure_ascii=False) for s in persona.stop)))
+
+
+@personas_app.command("new")
+def new_command(
+    name: str = typer.Argument(..., help="Name of the new persona (letters, digits, '.', '_', '-')."),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+) -> None:
+    """Write a commented template to <home>/personas/NAME.toml for you to edit."""
+    replaces_builtin = name in _builtin_names()
+    path = write_persona_template(name, force=force)
+    # The template must stay valid as written; a failure here is a bug, reported as such.
+    persona = load_persona_file(path)
+    typer.echo(f"Wrote {path}")
+    if persona.source == "user" and replaces_builtin:
+        _warn(f"the user persona '{name}' replaces the built-in one of that name")
+    sys.stderr.write(f"  next: edit it, then 'weprompt chat --persona {name}'\n")
