@@ -51,13 +51,27 @@ def _int_list(d: Mapping[str, Any], key: str) -> list[int]:
     return list(value)
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """Which model a session was made with: its file, fingerprint and family (v4..v7)."""
+class ModelRef(dict[str, str]):
+    """Which model a session was made with: `{"path", "fingerprint", "arch"}`.
 
-    path: str
-    fingerprint: str
-    arch: str
+    A dict (it is a JSON object in session.json, and `meta.model.get("path")` works)
+    with attribute access for typed code: `meta.model.fingerprint`.
+    """
+
+    def __init__(self, path: str, fingerprint: str, arch: str) -> None:
+        super().__init__(path=path, fingerprint=fingerprint, arch=arch)
+
+    @property
+    def path(self) -> str:
+        return self["path"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self["fingerprint"]
+
+    @property
+    def arch(self) -> str:
+        return self["arch"]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelRef:
@@ -107,9 +121,21 @@ class SessionMeta:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["schema_version"] = SESSION_SCHEMA
-        return d
+        return {
+            "schema_version": SESSION_SCHEMA,
+            "id": self.id,
+            "name": self.name,
+            "persona": self.persona,
+            "model": dict(self.model),
+            "chat_format": self.chat_format,
+            "sampling": dict(self.sampling),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "turns": self.turns,
+            "tokens": self.tokens,
+            "parent": asdict(self.parent) if self.parent is not None else None,
+            "extra": dict(self.extra),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SessionMeta:

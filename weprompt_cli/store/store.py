@@ -104,6 +104,14 @@ class SessionStore:
                 problems.append(Problem(Path(exc.path or folder), exc.message))
         return metas, problems
 
+    def ensure_name_free(self, name: str) -> None:
+        """Fail early (`UsageError` bad name, `ConflictError` taken) before a slow model load.
+
+        Advisory only: `create` checks again under the store lock.
+        """
+        validate_name(name)
+        self._check_name_free(name, metas=self._scan()[0])
+
     def _check_name_free(self, name: str, *, metas: builtins.list[SessionMeta], own_id: str | None = None) -> None:
         for m in metas:
             if m.id != own_id and (m.name == name or m.id == name):
