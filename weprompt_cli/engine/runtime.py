@@ -1,0 +1,93 @@
+"""Importing `rwkv.model` for one model family, once per process.
+
+`rwkv.model` reads RWKV_V7_ON, RWKV_JIT_ON and RWKV_CUDA_ON when it is imported, and
+with RWKV_V7_ON=1 its `RWKV` class only loads RWKV-7: the family is fixed for the life
+of the process. This module sets the variables, imports, and refuses a second family.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import sys
+import warnings
+from types import ModuleType
+
+from weprompt_cli.errors import WePromptError
+
+FAMILY_LABELS = {"v7": "RWKV-7", "v4-v6": "RWKV-4/5/6"}
+
+
+def family_of(arch: str) -> str:
+    """The import mode an architecture needs: "v7" or "v4-v6"."""
+    return "v7" if arch == "v7" else "v4-v6"
+
+
+def loaded_family() -> str | None:
+    """The family `rwkv.model` was imported for in this process, or None if not imported yet."""
+    module = sys.modules.get("rwkv.model")
+    if module is None or not hasattr(module, "RWKV"):
+        return None
+    # With RWKV_V7_ON=1 the package aliases RWKV to its RWKV-7 class.
+    return "v7" if module.RWKV.__name__ == "RWKV_x070" else "v4-v6"
+
+
+def cuda_compiler_available() -> bool:
+    """True when the rwkv package's CUDA kernels could be built here (nvcc and ninja)."""
+    nvcc = shutil.which("nvcc")
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if nvcc is None and cuda_home:
+        candidate = os.path.join(cuda_home, "bin", "nvcc")
+        nvcc = candidate if os.path.exists(candidate) else None
+    ninja = shutil.which("ninja")
+    if ninja is None:
+        with contextlib.suppress(ImportError):
+            import ninja as _ninja  # noqa: F401  (the PyPI package puts a binary on its own path)
+
+            ninja = "ninja"
+    return nvcc is not None and ninja is not None
+
+
+def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> ModuleType:
+    """`rwkv.model`, imported for `arch`'s family; WePromptError if another family is loaded."""
+    family = family_of(arch)
+    current = loaded_family()
+    if current is not None:
+        if current != family:
+            raise WePromptError(
+                f"this process already loaded an {FAMILY_LABELS[current]} model; "
+                f"an {FAMILY_LABELS[family]} model needs a new process",
+                hint="the rwkv package fixes its model family at import: run one family per process",
+            )
+        return sys.modules["rwkv.model"]
+
+    os.environ["RWKV_V7_ON"] = "1" if family == "v7" else "0"
+    os.environ["RWKV_JIT_ON"] = "1"
+    want_cuda = "cuda" in strategy and _torch_cuda_available() and cuda_compiler_available()
+    os.environ["RWKV_CUDA_ON"] = "1" if want_cuda else "0"
+    try:
+        return _import(verbose)
+    except Exception as exc:
+        if not want_cuda:
+            raise
+        # Building the CUDA kernels failed (compiler mismatch...): run on plain torch instead.
+        warnings.warn(f"could not build the rwkv CUDA kernels ({exc}); using plain PyTorch", stacklevel=2)
+        sys.modules.pop("rwkv.model", None)
+        os.environ["RWKV_CUDA_ON"] = "0"
+        return _import(verbose)
+
+
+def _import(verbose: bool) -> ModuleType:
+    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with sink:
+        import rwkv.model
+
+    return rwkv.model
+
+
+def _torch_cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,176 @@
+"""Sampling: parameters, penalties with decay (as the rwkv PIPELINE does) and the draw.
+
+The math is plain functions on torch tensors, so they run wherever the logits live
+(CPU or GPU). `Sampler` holds the per-reply state: the penalty counts and the seeded
+random generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from weprompt_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+# The PIPELINE gives no frequency weight to a token whose text is a space, tab or digits
+# (it tests `text in " \t0123456789"`, so "", "12" and "0123" count as such too).
+_LIGHT_TOKENS = " \t0123456789"
+_TOP_P_PREFILTER = 256  # top-p looks at this many best tokens first, then sorts all if needed
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens; `with_overrides` returns a validated copy."""
+
+    temperature: float = 1.0
+    top_p: float = 0.85
+    top_k: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_decay: float = 0.996
+    max_tokens: int = 500
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> UsageError:
+            return UsageError(f"invalid {name.replace('_', '-')} {getattr(self, name)!r}: {why}")
+
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "penalty_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(name, "must be a finite number")
+        for name in ("top_k", "max_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(name, "must be a whole number")
+        if not 0 <= self.temperature <= 10:
+            raise bad("temperature", "must be between 0 (greedy) and 10")
+        if not 0 <= self.top_p <= 1:
+            raise bad("top_p", "must be between 0 and 1")
+        if self.top_k < 0:
+            raise bad("top_k", "must be 0 (off) or more")
+        if not 0 <= self.penalty_decay <= 1:
+            raise bad("penalty_decay", "must be between 0 and 1")
+        if self.max_tokens < 1:
+            raise bad("max_tokens", "must be at least 1")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise bad("seed", "must be a whole number, 0 or more")
+
+    def with_overrides(self, **overrides: Any) -> SamplingParams:
+        """A copy with the given fields changed (None values are skipped); UsageError on unknown names."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"unknown sampling setting(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# ---------------------------------------------------------------------------- tensor math
+
+
+def apply_penalties(
+    logits: torch.Tensor, seen: torch.Tensor, counts: torch.Tensor, presence: float, frequency: float
+) -> torch.Tensor:
+    """Logits minus `presence + count * frequency` for every token seen so far (in place).
+
+    `counts` is float64 and the penalty is rounded to the logits' dtype before the
+    subtraction: the same arithmetic as the PIPELINE's `out[n] -= presence + occ[n] * frequency`.
+    """
+    penalty = (presence + counts * frequency).to(logits.dtype)  # [V]
+    logits.sub_(penalty * seen)
+    return logits
+
+
+def top_p_cutoff(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The smallest probability kept by nucleus sampling (a 0-dim tensor)."""
+    import torch
+
+    k = min(_TOP_P_PREFILTER, probs.numel())
+    best = torch.topk(probs, k).values  # [k], descending
+    cumulative = torch.cumsum(best, dim=0)
+    if k == probs.numel() or bool(cumulative[-1] >= top_p):
+        index = torch.searchsorted(cumulative, torch.tensor([top_p], dtype=cumulative.dtype, device=cumulative.device))
+        return best[index.clamp(max=k - 1)][0]
+    ordered = torch.sort(probs, descending=True).values
+    cumulative = torch.cumsum(ordered, dim=0)
+    index = torch.searchsorted(cumulative, torch.tensor([top_p], dtype=cumulative.dtype, device=cumulative.device))
+    return ordered[index.clamp(max=ordered.numel() - 1)][0]
+
+
+def sample_probs(
+    logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int, generator: torch.Generator | None
+) -> int:
+    """One token id: greedy when temperature is 0, else top-p, top-k, temperature, then a draw.
+
+    The order (cutoffs on the untempered distribution, temperature after) is the PIPELINE's.
+    """
+    import torch
+
+    if temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float(), dim=-1)  # [V]
+    if top_p < 1:
+        probs[probs < top_p_cutoff(probs, top_p)] = 0
+    if 0 < top_k < probs.numel():
+        kth = torch.topk(probs, top_k).values[-1]
+        probs[probs < kth] = 0
+    if temperature != 1.0:
+        probs = probs ** (1.0 / temperature)
+    return int(torch.multinomial(probs, num_samples=1, generator=generator)[0])
+
+
+# ---------------------------------------------------------------------------- sampler
+
+
+class Sampler:
+    """Picks the next token from logits; remembers what it picked for the penalties.
+
+    Call `sample(logits)` then `observe(token, text)` once the token is accepted.
+    """
+
+    def __init__(self, params: SamplingParams | None = None) -> None:
+        self.params = params or SamplingParams()
+        self._seen: torch.Tensor | None = None
+        self._counts: torch.Tensor | None = None
+        self._generator: torch.Generator | None = None
+
+    def reset(self) -> None:
+        """Forget the penalty counts (a new reply); the random generator keeps running."""
+        self._seen = self._counts = None
+
+    def _ensure(self, logits: torch.Tensor) -> None:
+        import torch
+
+        if self._counts is None or self._counts.shape != logits.shape or self._counts.device != logits.device:
+            self._seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            self._counts = torch.zeros(logits.shape, dtype=torch.float64, device=logits.device)
+        if self._generator is None or self._generator.device != logits.device:
+            self._generator = torch.Generator(device=logits.device)
+            if self.params.seed is not None:
+                self._generator.manual_seed(self.params.seed)
+            else:
+                self._generator.seed()
+
+    def sample(self, logits: torch.Tensor) -> int:
+        """The next token id (the logits are not changed)."""
+        self._ensure(logits)
+        p = self.params
+        if p.presence_penalty or p.frequency_penalty:
+            assert self._seen is not None and self._counts is not None
+            logits = apply_penalties(logits.clone(), self._seen, self._counts, p.presence_penalty, p.frequency_penalty)
+        return sample_probs(logits, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, generator=self._generator)
+
+    def observe(self, token: int, text: str) -> None:
+        """Count an accepted token: older counts decay, then this one adds 1 (0 for a space or digits)."""
+        if self._counts is None or self._seen is None:
+            return
+        self._counts.mul_(self.params.penalty_decay)
+        self._counts[token] += 0.0 if text in _LIGHT_TOKENS else 1.0
+        self._seen[token] = True
