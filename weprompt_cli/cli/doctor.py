@@ -1,0 +1,135 @@
+"""`weprompt doctor`: what this machine can run, and why not when it can't."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from typing import Any
+
+import typer
+
+from weprompt_cli.cli.app import app
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _decode_path() -> str | None:
+    """The engine's decode path ("graph"/"plain") if the engine exposes one; None otherwise."""
+    try:
+        import weprompt_cli.engine as engine
+
+        fn = getattr(engine, "decode_path", None)
+        if fn is None:
+            return None
+        value = fn() if callable(fn) else fn
+        return str(value) if value else None
+    except Exception:  # noqa: BLE001 - doctor reports; it never fails on an optional probe
+        return None
+
+
+def doctor_report() -> dict[str, Any]:
+    """Everything `weprompt doctor` prints, as data (never raises for missing pieces)."""
+    from weprompt_cli.hardware.advice import choose_strategy
+    from weprompt_cli.hardware.inventory import GIB, detect_inventory
+    from weprompt_cli.hardware.kernel import cuda_kernel_usable
+    from weprompt_cli.models.catalog import load_catalog
+    from weprompt_cli.paths import resolve_home
+
+    home = resolve_home()
+    inv = detect_inventory()
+    kernel_ok, kernel_why = cuda_kernel_usable(inv, home)
+    models = []
+    for m in load_catalog().models:
+        a = choose_strategy(
+            inv, arch=m.arch, n_params=m.n_params, n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=m.vocab_size
+        )
+        models.append({"name": m.name, "fits": a.fits, "strategy": a.strategy, "where": a.where, "reason": a.reason})
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": inv.torch_version,
+        "torch_cuda": inv.torch_cuda_version,
+        "rwkv": _version("rwkv"),
+        "huggingface_hub": _version("huggingface_hub"),
+        "pynvml": _version("nvidia-ml-py"),
+        "cuda_available": inv.cuda_available,
+        "driver": inv.driver,
+        "gpu_source": inv.gpu_source,
+        "gpus": [
+            {
+                "index": g.index,
+                "name": g.name,
+                "total_gib": round(g.total_bytes / GIB, 2),
+                "free_gib": round(g.free_bytes / GIB, 2),
+                "driver": g.driver,
+            }
+            for g in inv.gpus
+        ],
+        "cpu_count": inv.cpu_count,
+        "cpu_bf16": inv.cpu_bf16,
+        "ram_total_gib": round(inv.ram_total_bytes / GIB, 2),
+        "ram_available_gib": round(inv.ram_available_bytes / GIB, 2),
+        "nvcc": inv.nvcc,
+        "ninja": inv.ninja,
+        "cuda_kernel": {"usable": kernel_ok, "reason": kernel_why},
+        "decode_path": _decode_path(),
+        "home": {"root": str(home.root), "source": home.source, "config": str(home.config_file)},
+        "problems": list(inv.problems),
+        "models": models,
+    }
+
+
+_HOME_SOURCES = {
+    "WEPROMPT_HOME": "from $WEPROMPT_HOME",
+    "checkout": "this project checkout (no $WEPROMPT_HOME)",
+    "platform": "the platform's user data folder (no $WEPROMPT_HOME)",
+}
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Check Python, torch, rwkv, CUDA and GPUs, and which catalog models fit here."""
+    r = doctor_report()
+    if as_json:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    out = typer.echo
+    out(f"python        {r['python']} ({r['platform']})")
+    out(
+        f"torch         {r['torch'] or 'not importable'}"
+        + (f" (CUDA {r['torch_cuda']})" if r["torch_cuda"] else " (CPU build)")
+    )
+    out(f"rwkv          {r['rwkv'] or 'not installed'}")
+    out(f"CUDA          {'available' if r['cuda_available'] else 'not available'}")
+    out(f"driver        {r['driver'] or 'no NVIDIA driver found'}")
+    if r["gpus"]:
+        for g in r["gpus"]:
+            out(f"GPU {g['index']}         {g['name']}: {g['free_gib']:.1f} of {g['total_gib']:.1f} GiB free")
+    else:
+        out("GPUs          none found (CPU only)")
+    out(f"CPU           {r['cpu_count']} cores, bf16 {'yes' if r['cpu_bf16'] else 'no (auto never picks bf16 here)'}")
+    out(f"RAM           {r['ram_available_gib']:.1f} of {r['ram_total_gib']:.1f} GiB available")
+    out(f"nvcc / ninja  {r['nvcc'] or 'no nvcc'} / {r['ninja'] or 'no ninja'}")
+    k = r["cuda_kernel"]
+    out(f"CUDA kernel   {'yes' if k['usable'] else 'no'}: {k['reason']}")
+    if r["decode_path"]:
+        out(f"decode path   {r['decode_path']}")
+    out(f"home          {r['home']['root']} ({_HOME_SOURCES.get(r['home']['source'], r['home']['source'])})")
+    for p in r["problems"]:
+        out(f"note          {p}")
+    out("")
+    out("models (what --strategy auto picks here):")
+    width = max(len(m["name"]) for m in r["models"])
+    for m in r["models"]:
+        mark = "fits" if m["fits"] else "NO  "
+        detail = m["strategy"] if m["fits"] else m["reason"]
+        out(f"  {m['name'].ljust(width)}  {mark}  {detail}")
+    sys.stdout.flush()

@@ -1,0 +1,126 @@
+"""`weprompt models list|pull|rm|convert`: the catalog, downloads and pre-conversion."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from weprompt_cli.cli.app import models_app
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def model_rows(home: Any = None) -> list[dict[str, Any]]:
+    """One dict per catalog model: what `list` shows (also its --json)."""
+    from weprompt_cli.hardware.advice import choose_strategy
+    from weprompt_cli.hardware.inventory import detect_inventory
+    from weprompt_cli.models.catalog import load_catalog
+    from weprompt_cli.paths import resolve_home
+
+    home = home or resolve_home()
+    inventory = detect_inventory()
+    rows = []
+    for m in load_catalog().models:
+        advice = choose_strategy(
+            inventory, arch=m.arch, n_params=m.n_params, n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=m.vocab_size
+        )
+        rows.append(
+            {
+                "name": m.name,
+                "title": m.title,
+                "arch": m.arch,
+                "params": m.n_params,
+                "size_bytes": m.size_bytes,
+                "size_exact": m.size_exact,
+                "repo": m.repo,
+                "file": m.file,
+                "downloaded": m.embedded and m.local_path(home).is_file() or m.is_downloaded(home),
+                "path": str(m.local_path(home)),
+                "memory": m.memory,
+                "fits": advice.fits,
+                "strategy": advice.strategy,
+                "reason": advice.reason,
+            }
+        )
+    return rows
+
+
+@models_app.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the catalog: size, whether each model is downloaded and fits this machine."""
+    rows = model_rows()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="RWKV models (weprompt models pull NAME)")
+    for col in ("name", "arch", "params", "size", "fp16 needs", "downloaded", "fits here", "auto strategy"):
+        table.add_column(col, justify="right" if col in ("params", "size", "fp16 needs") else "left")
+    for r in rows:
+        size = ("" if r["size_exact"] else "~") + _gb(r["size_bytes"])
+        table.add_row(
+            r["name"],
+            r["arch"],
+            _params(r["params"]),
+            size,
+            _gb(r["memory"]["fp16"]),
+            "yes" if r["downloaded"] else "no",
+            "[green]yes[/]" if r["fits"] else "[red]no[/]",
+            r["strategy"] if r["fits"] else "-",
+        )
+    Console().print(table)
+
+
+@models_app.command("pull")
+def pull(name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see 'weprompt models list').")) -> None:
+    """Download a catalog model (and the tokenizer it needs) into <home>/models; resumes."""
+    from weprompt_cli.models.pull import pull_model
+
+    result = pull_model(name, say=_say)
+    if result.already_present:
+        typer.echo(f"{name} is already downloaded: {result.path}")
+    else:
+        typer.echo(f"{name}: {result.path}")
+        if result.tokenizer_path is not None:
+            typer.echo(f"tokenizer: {result.tokenizer_path}")
+
+
+@models_app.command("rm")
+def rm(name: str = typer.Argument(..., help="Catalog name of a downloaded model.")) -> None:
+    """Delete a downloaded model, its tokenizer and any partial download."""
+    from weprompt_cli.models.pull import remove_model
+
+    for path in remove_model(name):
+        typer.echo(f"removed {path}")
+
+
+@models_app.command("convert")
+def convert(
+    model: str = typer.Argument(..., help="Catalog name or path of a v4-v6 checkpoint."),
+    strategy: str = typer.Option(..., "--strategy", "-s", help="The strategy to convert for, e.g. 'cuda fp16i8'."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: beside the source)."),
+) -> None:
+    """Pre-convert a v4-v6 checkpoint for one strategy so it loads faster (RWKV-7 needs none)."""
+    from weprompt_cli.models.convert import convert_model
+
+    _say(f"converting {model} for {strategy!r} (this loads the whole model once)")
+    result = convert_model(model, strategy, output)
+    typer.echo(str(result.output))
+    _say(f"load it with: --model {result.output} --strategy '{result.strategy}'")
