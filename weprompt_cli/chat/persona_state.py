@@ -1,0 +1,61 @@
+"""The persona state cache: a persona's prompt is fed once per model, then reused.
+
+Key: the model fingerprint, the chat format and the persona's content hash, so editing
+the persona's system prompt or examples (or changing model) makes a new entry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from weprompt_cli.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from weprompt_cli.engine import Engine
+    from weprompt_cli.personas import Persona
+
+def persona_prompt(engine: "Engine", persona: "Persona") -> str:
+    """The exact text fed for a persona: its system prompt and examples in the model's format."""
+    return engine.chat_format.persona_prefix(persona.system, list(persona.examples))
+
+
+def cache_path(cache_dir: Path, engine: "Engine", persona: "Persona") -> Path:
+    """Where the state of `persona` on this engine's model is cached."""
+    from weprompt_cli.personas import persona_state_key, persona_state_path
+
+    key = persona_state_key(persona, model_fingerprint=engine.fingerprint, chat_format=engine.chat_format.name)
+    return persona_state_path(cache_dir, key)
+
+
+def persona_state(
+    engine: "Engine",
+    persona: "Persona",
+    cache_dir: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Any, int, bool]:
+    """The state after the persona prompt: (state, tokens in the prompt, came from cache).
+
+    The cache file is a session state file of turn 0 (same format, checks and checksum).
+    """
+    from weprompt_cli.engine import state_from_tensors, state_to_tensors
+    from weprompt_cli.store.states import StateUnavailable, decode_state, encode_state, read_header
+
+    path = cache_path(cache_dir, engine, persona)
+    if path.is_file():
+        try:
+            tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint)
+            _, metadata, _ = read_header(path, 0)
+            return state_from_tensors(tensors, engine), int(metadata.get("tokens", "0")), True
+        except (StateUnavailable, ValueError):
+            pass  # a damaged or foreign cache entry is rebuilt below
+    tokens = engine.tokenizer.encode(persona_prompt(engine, persona))
+    state = engine.zero_state()
+    if tokens:
+        engine.feed(tokens, state, progress=progress)
+    data = encode_state(
+        state_to_tensors(state), fingerprint=engine.fingerprint, turn=0, tokens=len(tokens), arch=engine.info.arch
+    )
+    atomic_write_bytes(path, data)
+    return state, len(tokens), False
