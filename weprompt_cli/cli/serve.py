@@ -1,0 +1,79 @@
+"""`weprompt serve`: the HTTP API (WePrompt 1.0's endpoint and an OpenAI-compatible one)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from weprompt_cli.cli.app import app
+from weprompt_cli.errors import UsageError
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless an API key is set)."),
+    port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one (printed once ready)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Catalog name or path of an RWKV .pth checkpoint."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="rwkv strategy, e.g. 'cpu fp32', 'cuda fp16', or auto."),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", help="Require this key (Authorization: Bearer KEY). Default: $WEPROMPT_API_KEY."
+    ),
+    max_tokens: int = typer.Option(2048, "--max-tokens-cap", help="Largest max_tokens a request may ask for."),
+    cache_entries: int = typer.Option(64, "--cache-entries", help="Prefix state cache: most states kept (0: off)."),
+    cache_mb: int = typer.Option(256, "--cache-mb", help="Prefix state cache: most memory for states, in MiB."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show model loading details."),
+) -> None:
+    """Serve the model over HTTP: /generate-response, /v1/chat/completions, /v1/models, /health."""
+    # fastapi and uvicorn are imported here and in weprompt_cli.server only, never at CLI import.
+    from weprompt_cli.cli.output import Output
+    from weprompt_cli.config import load_config
+    from weprompt_cli.paths import resolve_home
+    from weprompt_cli.server.settings import CacheBounds, Limits, ServerSettings, check_bind
+    from weprompt_cli.store import SessionStore
+
+    key = api_key if api_key is not None else os.environ.get("WEPROMPT_API_KEY") or None
+    check_bind(host, key)  # before the model loads: a refused bind fails fast
+    if not 0 <= port <= 65535:
+        raise UsageError(f"invalid --port {port}: use 0 to 65535")
+    if max_tokens < 1 or cache_entries < 0 or cache_mb < 0:
+        raise UsageError("--max-tokens-cap must be at least 1, and the cache bounds 0 or more")
+    try:
+        from weprompt_cli.server.app import create_app
+        from weprompt_cli.server.backend import Backend
+        from weprompt_cli.server.run import announce, bind_socket, serve as run_server
+    except ImportError as exc:
+        raise UsageError(
+            f"the HTTP server needs fastapi and uvicorn ({exc.name} is missing)",
+            hint="pip install 'weprompt[server]'",
+        ) from None
+
+    limits = Limits(max_tokens_cap=max_tokens, default_max_tokens=min(Limits().default_max_tokens, max_tokens))
+    settings = ServerSettings(
+        host=host, port=port, api_key=key, limits=limits,
+        cache=CacheBounds(max_entries=cache_entries, max_bytes=cache_mb * 1024 * 1024),
+    )
+    out = Output(verbose=verbose)
+    config = load_config()
+    sock = bind_socket(host, port)  # a taken port fails before the model loads
+    try:
+        engine = _load(out, model, strategy, config, verbose)
+        backend = Backend(engine, SessionStore(resolve_home()), config, settings)
+        run_server(create_app(backend, settings), sock, on_ready=announce)
+    finally:
+        sock.close()
+
+
+def _load(out: object, model: Optional[str], strategy: Optional[str], config: object, verbose: bool) -> object:
+    """The engine, loaded once for the server's lifetime (the demo model when none is named)."""
+    from weprompt_cli.engine import load_engine
+    from weprompt_cli.models.resolve import resolve_model
+
+    resolved = resolve_model(model, config=config)  # type: ignore[arg-type]
+    chosen = strategy or getattr(config, "strategy", None) or "auto"
+    with out.status(f"loading {resolved.path.name} ({chosen})"):  # type: ignore[attr-defined]
+        engine = load_engine(resolved.path, chosen, verbose=verbose)
+    if resolved.is_demo:
+        out.dim("serving WePrompt's small built-in demo model; pass --model for a real one")  # type: ignore[attr-defined]
+    return engine

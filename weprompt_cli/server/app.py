@@ -1,0 +1,318 @@
+"""The FastAPI application: routes, API key, body limit, and streaming.
+
+Every route that touches the model submits a job to the FIFO worker and waits for it
+while watching the connection: a client that goes away cancels its job (the engine
+checks the flag between tokens; a job still waiting never starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from weprompt_cli import __version__
+from weprompt_cli.errors import WePromptError
+from weprompt_cli.server import sse
+from weprompt_cli.server.errors import APIError, from_weprompt_error, install_handlers
+from weprompt_cli.server.schemas import ChatCompletionRequest, GenerateRequest
+from weprompt_cli.server.settings import ServerSettings
+from weprompt_cli.server.worker import FifoWorker, Job, JobCancelled, QueueFull
+
+if TYPE_CHECKING:
+    from weprompt_cli.server.backend import Backend, Outcome
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DISCONNECT_POLL_S = 0.1
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before any route sees it.
+
+    The body is read here (it is small by construction) and replayed to the app; later
+    `receive` calls (the disconnect notice) go to the server as usual.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send, int(declared))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send, size)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send, size: int) -> None:
+        err = APIError(413, f"the request body is too large ({size} bytes; at most {self.max_bytes})")
+        response = JSONResponse(err.body(), status_code=413, headers={"Connection": "close"})
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+def _check_key(request: Request, api_key: str | None) -> None:
+    """401 unless the request carries the server's key (Bearer token or X-API-Key)."""
+    if not api_key:
+        return
+    given = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if given is None and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    if given is None:
+        raise APIError(401, "missing API key: send 'Authorization: Bearer KEY' (or 'X-API-Key: KEY')")
+    if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
+        raise APIError(401, "wrong API key")
+
+
+def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
+    """The API on `backend` (one loaded model, one store)."""
+    worker = FifoWorker(max_queue=settings.limits.max_queue)
+    limits = settings.limits
+    started = int(time.time())
+
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+
+    app = FastAPI(
+        title="WePrompt",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,  # type: ignore[arg-type]
+    )
+    app.state.worker = worker
+    app.state.backend = backend
+    install_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def submit(fn: Callable[[Job], Any], label: str) -> Job:
+        try:
+            return worker.submit(fn, label)
+        except QueueFull as exc:
+            raise APIError(503, f"the server is busy: {exc}; try again shortly") from None
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": backend.model_id,
+            "uptime_s": int(time.time()) - started,
+            "queue": {"waiting": worker.waiting, "busy": worker.busy, "completed": worker.completed},
+            "stats": backend.stats(),
+        }
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _check_key(request, settings.api_key)
+        return {"object": "list", "data": [_model_card(backend, started)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        _check_key(request, settings.api_key)
+        if model_id != backend.model_id:
+            raise APIError(404, f"no model '{model_id}' here; this server has '{backend.model_id}'")
+        return _model_card(backend, started)
+
+    @app.post("/generate-response")
+    async def generate_response(body: GenerateRequest, request: Request) -> dict[str, Any]:
+        _check_key(request, settings.api_key)
+        body.check(limits)
+        plan = backend.plan_discussion(body, limits)  # validates ids and the persona before queueing
+        job = submit(plan, f"discussion {plan.session_name}")
+        outcome = await _run_watched(job, request)
+        return {"generated_text": outcome.text}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        _check_key(request, settings.api_key)
+        body.check(limits)
+        plan = backend.plan_completion(body, limits)
+        job = submit(plan, "chat completion")
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            # Wait for the first piece (or the end) before sending the status line, so a
+            # failure before the answer starts (a busy session, say) is a real 4xx.
+            pieces = job.stream()
+            first = await _first_piece(job, pieces, request)
+            return StreamingResponse(
+                _stream_chunks(job, pieces, first, request, cid, created, backend.model_id, include_usage),
+                media_type=sse.MEDIA_TYPE,
+                headers=sse.HEADERS,
+            )
+        outcome = await _run_watched(job, request)
+        response: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": backend.model_id,
+            "system_fingerprint": backend.system_fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": outcome.text},
+                    "logprobs": None,
+                    "finish_reason": outcome.finish_reason,
+                }
+            ],
+            "usage": outcome.usage(),
+        }
+        if outcome.session_name:
+            response["session"] = outcome.session_name
+        return response
+
+    return app
+
+
+def _model_card(backend: "Backend", created: int) -> dict[str, Any]:
+    return {"id": backend.model_id, "object": "model", "created": created, "owned_by": "weprompt"}
+
+
+async def _watch(job: Job, request: Request) -> None:
+    """Cancel `job` as soon as the client's connection is gone."""
+    while not job.finished.is_set():
+        if await request.is_disconnected():
+            job.cancel()
+            return
+        await asyncio.sleep(DISCONNECT_POLL_S)
+
+
+def _raise_for(exc: BaseException) -> None:
+    if isinstance(exc, APIError):
+        raise exc
+    if isinstance(exc, WePromptError):
+        raise from_weprompt_error(exc)
+    if isinstance(exc, JobCancelled):
+        raise APIError(499, f"request cancelled: {exc}")
+    raise exc
+
+
+async def _run_watched(job: Job, request: Request) -> "Outcome":
+    watcher = asyncio.ensure_future(_watch(job, request))
+    try:
+        return await job.wait()  # type: ignore[no-any-return]
+    except Exception as exc:  # noqa: BLE001 - mapped to the JSON contract
+        _raise_for(exc)
+        raise
+    finally:
+        watcher.cancel()
+        job.cancel()  # a no-op once finished; stops the model if this request was cancelled
+
+
+async def _first_piece(job: Job, pieces: AsyncIterator[str], request: Request) -> str | None:
+    """The first text piece, or None when the job ended without one; errors raise as JSON."""
+    watcher = asyncio.ensure_future(_watch(job, request))
+    try:
+        return await pieces.__anext__()
+    except StopAsyncIteration:
+        return None
+    except Exception as exc:  # noqa: BLE001
+        job.cancel()
+        _raise_for(exc)
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _stream_chunks(
+    job: Job,
+    pieces: AsyncIterator[str],
+    first: str | None,
+    request: Request,
+    cid: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """The OpenAI chunk stream: a role chunk, content chunks, a finish chunk, usage, [DONE]."""
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        return sse.event(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+
+    watcher = asyncio.ensure_future(_watch(job, request))
+    try:
+        yield chunk({"role": "assistant", "content": ""}, None)
+        try:
+            if first is not None:
+                yield chunk({"content": first}, None)
+                async for piece in pieces:
+                    yield chunk({"content": piece}, None)
+        except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band
+            try:
+                _raise_for(exc)
+            except APIError as err:
+                yield sse.event(err.body())
+            except Exception as other:  # noqa: BLE001
+                yield sse.event(APIError(500, f"internal error: {type(other).__name__}: {other}").body())
+            yield sse.DONE
+            return
+        outcome: Outcome = job.result
+        yield chunk({}, outcome.finish_reason)
+        if include_usage:
+            yield sse.event(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": outcome.usage(),
+                }
+            )
+        yield sse.DONE
+    finally:
+        watcher.cancel()
+        job.cancel()
