@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from weprompt_cli.paths import resolve_home
 from weprompt_cli.store import OpenSession, SessionStore, Turn, utc_now
+
+if TYPE_CHECKING:
+    import torch
 
 FP = "fp-test-1"
 
@@ -46,6 +49,8 @@ def make_turn(index: int, user: str | None = None, stop: str = "stop") -> Turn:
 
 def make_state(seed: int, size: int = 64) -> list[torch.Tensor]:
     """A state shaped like a small rwkv list of tensors, distinct per seed."""
+    import torch  # lazy: the subprocess helpers that make no states stay light
+
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(size, generator=g), torch.randn(4, size, generator=g), torch.full((3,), float(seed))]
 
