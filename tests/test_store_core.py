@@ -306,3 +306,37 @@ def test_turn_and_meta_round_trip_dicts() -> None:
     assert Turn.from_dict(t.to_dict()) == t
     with make_session(make_store()) as s:
         assert SessionMeta.from_dict(s.meta.to_dict()) == s.meta
+
+
+def test_state_metadata_counts_prefix_and_conversation_tokens() -> None:
+    from weprompt_cli.store.states import read_header
+
+    store = make_store()
+    with make_session(store) as s:
+        s.save_state(0, make_state(0), fingerprint=FP, tokens=7)
+        assert s.meta.prefix_tokens == 7
+        s.append_turn(make_turn(1), make_state(1), fingerprint=FP)
+        s.append_turn(make_turn(2), make_state(2), fingerprint=FP)
+        _, md0, _ = read_header(s.state_path(0), 0)
+        _, md2, _ = read_header(s.state_path(2), 2)
+        assert (md0["tokens"], md2["tokens"], md2["turn"], md2["arch"]) == ("7", "19", "2", "v7")
+        assert md2["fingerprint"] == FP and md2["format"] == "weprompt-state"
+        s.save_state(1, make_state(1), fingerprint=FP)  # a rebuilt state: tokens from the transcript
+        assert read_header(s.state_path(1), 1)[1]["tokens"] == "13"
+    assert store.resolve("demo").prefix_tokens == 7
+
+
+def test_following_the_damaged_transcript_hint_recovers_the_good_turns() -> None:
+    store = make_store()
+    with make_session(store) as s:
+        add_turns(s, 3)
+        tpath = s.path / "transcript.jsonl"
+    lines = tpath.read_text().splitlines()
+    lines[2] = lines[2].replace('"index":3', '"index":"three"')
+    tpath.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidFileError) as err:
+        store.open("demo")
+    assert err.value.hint == "weprompt sessions fork demo --at 2 keeps the 2 turns before it"
+    meta = store.fork("demo", 2)
+    with store.open(meta.id) as f:
+        assert len(f.turns()) == 2 and f.load_state(2, fingerprint=FP)

@@ -58,6 +58,7 @@ def m001_initial(d: dict[str, Any]) -> dict[str, Any]:
         # Recounted from the transcript when the session is read.
         "turns": 0,
         "tokens": 0,
+        "prefix_tokens": 0,
         "parent": None,
         "extra": {},
     }

@@ -94,8 +94,9 @@ class ParentRef:
 class SessionMeta:
     """The contents of session.json. `turns`/`tokens` always agree with the transcript.
 
-    `tokens` counts the conversation's token ids (prompt + reply of every turn), not the
-    persona prefix. `extra` is free-form JSON for the chat layer (e.g. prefix text).
+    `tokens` counts the conversation's token ids (prompt + reply of every turn);
+    `prefix_tokens` those of the persona prefix (state 0), recorded by `save_state(0, ...)`.
+    `extra` is free-form JSON for the chat layer.
     """
 
     id: str
@@ -108,6 +109,7 @@ class SessionMeta:
     updated_at: str
     turns: int = 0
     tokens: int = 0
+    prefix_tokens: int = 0
     parent: ParentRef | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SESSION_SCHEMA
@@ -133,6 +135,7 @@ class SessionMeta:
             "updated_at": self.updated_at,
             "turns": self.turns,
             "tokens": self.tokens,
+            "prefix_tokens": self.prefix_tokens,
             "parent": asdict(self.parent) if self.parent is not None else None,
             "extra": dict(self.extra),
         }
@@ -159,6 +162,7 @@ class SessionMeta:
             updated_at=_get(d, "updated_at", str),
             turns=turns,
             tokens=tokens,
+            prefix_tokens=_get(d, "prefix_tokens", int, optional=True) or 0,
             parent=ParentRef.from_dict(parent) if parent is not None else None,
             extra=dict(_get(d, "extra", dict, optional=True) or {}),
         )

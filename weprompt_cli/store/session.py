@@ -150,7 +150,7 @@ class OpenSession:
         expected = len(self._turns) + 1
         if turn.index != expected:
             raise ValueError(f"turn index {turn.index}, expected {expected}")
-        tokens = self._meta.tokens + turn.token_count
+        tokens = self._meta.prefix_tokens + self._meta.tokens + turn.token_count
         if state_tensors is not None:
             self._write_state(turn.index, state_tensors, fingerprint=fingerprint, tokens=tokens)
         append_line_durably(self.path / TRANSCRIPT, turn_line(turn))
@@ -164,12 +164,16 @@ class OpenSession:
     ) -> None:
         """Write the state after `turn` (turn 0 = persona prefix; or a state rebuilt by replay).
 
-        `tokens` (metadata only) defaults to the conversation tokens up to `turn`.
+        `tokens` (the state's metadata) is the number of tokens fed into this state; it
+        defaults to the prefix plus the conversation up to `turn`. For turn 0 it is the
+        persona prefix length, also kept as `meta.prefix_tokens`.
         """
         self._check_open()
         self._check_turn(turn)
+        if turn == 0 and tokens is not None and tokens != self._meta.prefix_tokens:
+            self._write_meta(self._meta.replace(prefix_tokens=tokens))
         if tokens is None:
-            tokens = total_tokens(self._turns[:turn])
+            tokens = self._meta.prefix_tokens + total_tokens(self._turns[:turn])
         self._write_state(turn, state_tensors, fingerprint=fingerprint, tokens=tokens)
         self._apply_retention(protect=turn)
 
