@@ -117,7 +117,8 @@ def convert_model(
     if out.resolve() == source.resolve():
         raise UsageError("the output would overwrite the source checkpoint", hint="pass -o OUT")
     tmp = out.with_name(f".tmp-{out.stem}.{os.getpid()}.pth")
-    env = dict(os.environ, RWKV_V7_ON="0", RWKV_JIT_ON="1", RWKV_CUDA_ON="0")
+    # JIT off: the converter only prepares weights, and TorchScript compilation would cost seconds.
+    env = dict(os.environ, RWKV_V7_ON="0", RWKV_JIT_ON="0", RWKV_CUDA_ON="0")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(

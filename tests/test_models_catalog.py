@@ -1,0 +1,136 @@
+"""The catalog loads, every entry is well-formed, and `--model` names/paths resolve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from weprompt_cli.errors import InvalidFileError, NotFoundError
+from weprompt_cli.models import resolve as resolve_mod
+from weprompt_cli.models.catalog import load_catalog, parse_catalog
+from weprompt_cli.models.resolve import resolve_model
+from weprompt_cli.paths import resolve_home
+
+CAT = load_catalog()
+
+
+def test_catalog_has_the_required_families() -> None:
+    names = set(CAT.names())
+    assert {"g1-0.1b", "g1-0.4b", "g1-1.5b", "g1-2.9b", "g1-7.2b", "g1-13.3b"} <= names
+    assert {"raven-14b-v12", "demo"} <= names
+    assert any(m.repo == "BlinkDL/rwkv-7-world" for m in CAT.models)
+    assert any(m.repo == "BlinkDL/rwkv-6-world" for m in CAT.models)
+    assert len(names) == len(CAT.models)
+
+
+@pytest.mark.parametrize("entry", CAT.models, ids=lambda m: m.name)
+def test_every_entry_is_well_formed(entry) -> None:  # type: ignore[no-untyped-def]
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*", entry.name)
+    assert entry.arch in ("v4", "v5", "v6", "v7")
+    assert entry.n_layer > 0 and entry.n_embd % 64 == 0 and entry.vocab_size > 0
+    assert entry.size_bytes > 0 and entry.n_params > 0
+    # bf16/fp16 checkpoints: about 2 bytes a parameter.
+    assert 1.6 < entry.size_bytes / entry.n_params < 2.4
+    mem = entry.memory
+    assert mem["fp16"] < mem["fp32"]
+    assert ("fp16i8" in mem) is (entry.arch != "v7")
+    if entry.embedded:
+        assert entry.repo is None and entry.package_file
+    else:
+        assert entry.repo and entry.repo.startswith("BlinkDL/") and entry.file and entry.file.endswith(".pth")
+    if entry.vocab_size == 50277:
+        assert entry.tokenizer.name == "neox20b" and entry.chat_format == "raven"
+    if entry.vocab_size == 65536:
+        assert entry.tokenizer.builtin and entry.chat_format == "world"
+
+
+def test_g1_file_names_follow_the_hub() -> None:
+    assert CAT.get("g1-0.1b").file == "rwkv7-g1d-0.1b-20260129-ctx8192.pth"
+    assert CAT.get("raven-14b-v12").tokenizer.file == "20B_tokenizer.json"
+
+
+def test_bad_catalog_documents_are_rejected() -> None:
+    with pytest.raises(InvalidFileError, match="schema"):
+        parse_catalog({"schema": 2})
+    good = {
+        "name": "x",
+        "title": "t",
+        "arch": "v7",
+        "repo": "a/b",
+        "file": "f.pth",
+        "params": 1,
+        "n_layer": 1,
+        "n_embd": 64,
+        "vocab_size": 1,
+        "ctx_len": 1,
+        "size": 2,
+        "tokenizer": "world",
+        "chat_format": "world",
+    }
+    doc = {"schema": 1, "tokenizer": {"world": {"builtin": True}}, "model": [good]}
+    assert parse_catalog(doc).get("x").n_params == 1
+    with pytest.raises(InvalidFileError, match="arch"):
+        parse_catalog({**doc, "model": [{**good, "arch": "v9"}]})
+    with pytest.raises(InvalidFileError, match="params"):
+        parse_catalog({**doc, "model": [{**good, "params": "many"}]})
+    with pytest.raises(InvalidFileError, match="duplicate"):
+        parse_catalog({**doc, "model": [good, good]})
+    with pytest.raises(InvalidFileError, match="tokenizer"):
+        parse_catalog({**doc, "model": [{**good, "tokenizer": "nope"}]})
+
+
+def test_resolve_a_path(tmp_path: Path) -> None:
+    ckpt = tmp_path / "m.pth"
+    ckpt.write_bytes(b"x")
+    assert resolve_model(str(ckpt)).path == ckpt.resolve()
+    assert resolve_model(str(tmp_path / "m")).path == ckpt.resolve()  # rwkv-style name without .pth
+    with pytest.raises(NotFoundError, match="no model file"):
+        resolve_model(str(tmp_path / "missing.pth"))
+    with pytest.raises(InvalidFileError, match="folder"):
+        resolve_model(str(tmp_path))
+
+
+def test_resolve_a_catalog_name_needs_a_download() -> None:
+    with pytest.raises(NotFoundError) as info:
+        resolve_model("g1-1.5b")
+    assert info.value.hint == "weprompt models pull g1-1.5b"
+    entry = CAT.get("g1-1.5b")
+    path = entry.local_path(resolve_home())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    got = resolve_model("g1-1.5b")
+    assert got.path == path and got.entry == entry and not got.is_demo
+
+
+def test_resolve_unknown_name_suggests() -> None:
+    with pytest.raises(NotFoundError, match="no catalog model or file") as info:
+        resolve_model("g1-1.5")
+    assert "g1-1.5b" in (info.value.hint or "")
+
+
+def test_resolve_none_uses_config_then_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from weprompt_cli.config import Config
+
+    ckpt = tmp_path / "mine.pth"
+    ckpt.write_bytes(b"x")
+    assert resolve_model(None, config=Config(default_model=str(ckpt))).path == ckpt.resolve()
+    demo = tmp_path / "demo.pth"
+    demo.write_bytes(b"x")
+    monkeypatch.setattr(resolve_mod, "demo_model_dir", lambda: tmp_path)
+    monkeypatch.setattr(resolve_mod, "DEMO_FILE_NAME", "demo.pth")
+    monkeypatch.setitem(__import__("sys").modules, "weprompt_cli.demo", None)  # no DEMO_MODEL_PATH
+    got = resolve_model(None, config=Config())
+    assert got.is_demo and got.path == demo
+    assert resolve_model("demo").is_demo
+
+
+def test_resolve_demo_missing_is_a_clear_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from weprompt_cli.config import Config
+
+    monkeypatch.setattr(resolve_mod, "demo_model_dir", lambda: tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "weprompt_cli.demo", None)
+    with pytest.raises(NotFoundError, match="demo model is not in this install") as info:
+        resolve_model(None, config=Config())
+    assert "models pull" in (info.value.hint or "")
