@@ -132,7 +132,9 @@ def _header_lines(meta: SessionMeta, kept_states: list[int]) -> list[str]:
 
 
 def _stop_note(turn: Turn) -> str | None:
-    return {"length": "stopped at the token limit", "interrupted": "interrupted"}.get(turn.stop_reason)
+    from weprompt_cli.store.export import stop_note
+
+    return stop_note(turn)
 
 
 @sessions_app.command("show")
@@ -167,32 +169,6 @@ def show(ref: str = typer.Argument(..., help="Session name, id or unique id pref
     _warn_problems(problems)
 
 
-def export_markdown(meta: SessionMeta, turns: list[Turn]) -> str:
-    """A session as a Markdown document."""
-    parts = [f"# {meta.label}", ""]
-    parts += [
-        f"- id: `{meta.id}`",
-        f"- persona: {meta.persona}",
-        f"- model: `{_model_name(meta)}` ({meta.model.arch})",
-        f"- created: {meta.created_at}",
-        f"- turns: {meta.turns}, tokens: {meta.tokens}",
-    ]
-    if meta.parent is not None:
-        parts.append(f"- forked from `{meta.parent.session}` at turn {meta.parent.turn}")
-    for t in turns:
-        parts += ["", f"## Turn {t.index}", "", "**User**", "", t.user, "", "**Assistant**", "", t.assistant]
-        note = _stop_note(t)
-        if note:
-            parts += ["", f"*({note})*"]
-    return "\n".join(parts) + "\n"
-
-
-def export_json(meta: SessionMeta, turns: list[Turn]) -> str:
-    """A session as one JSON document: metadata and every turn."""
-    doc = {"schema_version": 1, "session": meta.to_dict(), "turns": [t.to_dict() for t in turns]}
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
 @sessions_app.command("export")
 def export(
     ref: str = typer.Argument(..., help="Session name, id or unique id prefix."),
@@ -200,6 +176,8 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Export a session's transcript as Markdown or JSON."""
+    from weprompt_cli.store.export import export_json, export_markdown
+
     meta, turns, problems = _store().read(ref)
     _warn_problems(problems)
     text = export_markdown(meta, turns) if fmt is ExportFormat.md else export_json(meta, turns)
