@@ -340,3 +340,30 @@ def test_following_the_damaged_transcript_hint_recovers_the_good_turns() -> None
     meta = store.fork("demo", 2)
     with store.open(meta.id) as f:
         assert len(f.turns()) == 2 and f.load_state(2, fingerprint=FP)
+
+
+def test_bytes_of_a_failed_append_are_cut_before_the_next_turn() -> None:
+    store = make_store()
+    with make_session(store) as s:
+        add_turns(s, 2)
+        tpath = s.path / "transcript.jsonl"
+        with open(tpath, "a") as f:  # what ENOSPC or Ctrl-C in the middle of an append leaves
+            f.write('{"index":3,"user":"par')
+        s.append_turn(make_turn(3), make_state(3), fingerprint=FP)
+        with open(tpath, "a") as f:  # a whole line the caller never saw succeed
+            f.write(json.dumps(make_turn(4).to_dict()) + "\n")
+        s.append_turn(make_turn(4, user="the real four"), make_state(4), fingerprint=FP)
+    with store.open("demo") as s:
+        assert [t.index for t in s.turns()] == [1, 2, 3, 4] and s.turns()[3].user == "the real four"
+
+
+def test_plan_eviction_keeps_prefix_latest_and_fits() -> None:
+    from weprompt_cli.store import plan_eviction
+
+    sizes = dict.fromkeys(range(41), 10)
+    assert plan_eviction(sizes, budget_bytes=1000) == set()
+    evict = plan_eviction(sizes, budget_bytes=120, keep_latest=3, protect=[13])
+    kept = set(sizes) - evict
+    assert {0, 13, 38, 39, 40} <= kept and sum(sizes[k] for k in kept) <= 120
+    assert len(kept) >= 8  # spaced checkpoints, not only the ones that must stay
+    assert plan_eviction(sizes, budget_bytes=5, keep_latest=3) == set(sizes) - {0, 38, 39, 40}

@@ -44,12 +44,22 @@ if TYPE_CHECKING:
 class OpenSession:
     """One session held by this process: read its turns, append new ones, use its states."""
 
-    def __init__(self, store: SessionStore, path: Path, lock: FileLock, meta: SessionMeta, turns: list[Turn]) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        path: Path,
+        lock: FileLock,
+        meta: SessionMeta,
+        turns: list[Turn],
+        transcript_bytes: int = 0,
+    ) -> None:
         self.store = store
         self.path = path
         self._lock = lock
         self._meta = meta
         self._turns = list(turns)
+        # Length of the transcript's committed lines: bytes past it are a failed append.
+        self._transcript_bytes = transcript_bytes
 
     @classmethod
     def _load(cls, store: SessionStore, folder: Path, lock: FileLock) -> OpenSession:
@@ -73,8 +83,11 @@ class OpenSession:
                 path=bad.path,
                 hint=f"weprompt sessions fork {meta.label} --at {keep} keeps the {keep} turns before it",
             )
+        good_bytes = read.good_bytes
         if read.upgraded:
-            atomic_write_text(tpath, transcript_text(read.turns))
+            text = transcript_text(read.turns)
+            atomic_write_text(tpath, text)
+            good_bytes = len(text.encode("utf-8"))
         elif read.torn:
             # A crash mid-append: cut the partial line so the next append starts clean.
             try:
@@ -86,7 +99,7 @@ class OpenSession:
                     os.close(fd)
             except OSError as exc:
                 raise DiskError(f"cannot repair the transcript: {exc.strerror or exc}", path=tpath) from exc
-        session = cls(store, folder, lock, meta, read.turns)
+        session = cls(store, folder, lock, meta, read.turns, good_bytes)
         # A state newer than the transcript was written before a crash cut its turn.
         for k, p in state_files(folder / STATES).items():
             if k > len(read.turns):
@@ -150,11 +163,14 @@ class OpenSession:
         expected = len(self._turns) + 1
         if turn.index != expected:
             raise ValueError(f"turn index {turn.index}, expected {expected}")
-        tokens = self._meta.prefix_tokens + self._meta.tokens + turn.token_count
+        tokens = self._meta.prefix_tokens + total_tokens(self._turns) + turn.token_count
         if state_tensors is not None:
             self._write_state(turn.index, state_tensors, fingerprint=fingerprint, tokens=tokens)
-        append_line_durably(self.path / TRANSCRIPT, turn_line(turn))
+        line = turn_line(turn)
+        self._cut_failed_append()
+        append_line_durably(self.path / TRANSCRIPT, line)
         self._turns.append(turn)
+        self._transcript_bytes += len(line) + 1  # ASCII JSON: characters are bytes
         self._write_meta(reconcile(self._meta, self._turns).replace(updated_at=utc_now()))
         self._apply_retention(protect=turn.index)
         return self._meta
@@ -188,8 +204,10 @@ class OpenSession:
         kept = self._turns[:turn]
         # Transcript first: a crash after it leaves states newer than the transcript,
         # which the next open deletes.
-        atomic_write_text(self.path / TRANSCRIPT, transcript_text(kept))
+        text = transcript_text(kept)
+        atomic_write_text(self.path / TRANSCRIPT, text)
         self._turns = kept
+        self._transcript_bytes = len(text.encode("utf-8"))
         for k, p in state_files(self.states_dir).items():
             if k > turn:
                 p.unlink(missing_ok=True)
@@ -247,6 +265,21 @@ class OpenSession:
     def _check_turn(self, turn: int) -> None:
         if not isinstance(turn, int) or not 0 <= turn <= len(self._turns):
             raise ValueError(f"session {self._meta.label} has turns 0..{len(self._turns)}, not {turn}")
+
+    def _cut_failed_append(self) -> None:
+        """Drop bytes a failed or interrupted append left after the last committed line."""
+        path = self.path / TRANSCRIPT
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self._transcript_bytes:
+            raise InvalidFileError("the transcript shrank while the session was open", path=path)
+        if size > self._transcript_bytes:
+            try:
+                os.truncate(path, self._transcript_bytes)
+            except OSError as exc:
+                raise DiskError(f"cannot repair the transcript: {exc.strerror or exc}", path=path) from exc
 
     def _write_meta(self, meta: SessionMeta) -> None:
         atomic_write_json(self.path / SESSION_JSON, meta.to_dict())
