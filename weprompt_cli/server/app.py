@@ -33,24 +33,39 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 DISCONNECT_POLL_S = 0.1
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before any route sees it.
+OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers probe it
 
-    The body is read here (it is small by construction) and replayed to the app; later
-    `receive` calls (the disconnect notice) go to the server as usual.
+
+class Guard:
+    """ASGI middleware run before any route: the API key (401), then the body size (413).
+
+    Both checks come before the body is parsed, so a request without the key learns
+    nothing about what the server would have made of its body. The body is read here
+    (it is small by construction) and replayed to the app; later `receive` calls (the
+    disconnect notice) go to the server as usual.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, api_key: str | None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.api_key = api_key
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send, int(declared))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        if scope.get("path") not in OPEN_PATHS:
+            problem = key_problem(headers, self.api_key)
+            if problem:
+                await _reply(send, APIError(401, problem))
+                return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _reply(send, self._too_large(int(declared)))
             return
         chunks: list[bytes] = []
         size = 0
@@ -61,7 +76,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._too_large(send, size)
+                await _reply(send, self._too_large(size))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -78,28 +93,35 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send, size: int) -> None:
-        err = APIError(413, f"the request body is too large ({size} bytes; at most {self.max_bytes})")
-        response = JSONResponse(err.body(), status_code=413, headers={"Connection": "close"})
-        await response({"type": "http"}, _no_receive, send)
+    def _too_large(self, size: int) -> APIError:
+        return APIError(413, f"the request body is too large ({size} bytes; at most {self.max_bytes})")
+
+
+async def _reply(send: Send, err: APIError) -> None:
+    headers = {"Connection": "close"}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    response = JSONResponse(err.body(), status_code=err.status, headers=headers)
+    await response({"type": "http"}, _no_receive, send)
 
 
 async def _no_receive() -> dict[str, Any]:
     return {"type": "http.disconnect"}
 
 
-def _check_key(request: Request, api_key: str | None) -> None:
-    """401 unless the request carries the server's key (Bearer token or X-API-Key)."""
+def key_problem(headers: dict[str, str], api_key: str | None) -> str | None:
+    """Why the request may not pass (missing or wrong key), or None (Bearer token or X-API-Key)."""
     if not api_key:
-        return
-    given = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
+        return None
+    given = headers.get("x-api-key")
+    auth = headers.get("authorization", "")
     if given is None and auth[:7].lower() == "bearer ":
         given = auth[7:].strip()
     if given is None:
-        raise APIError(401, "missing API key: send 'Authorization: Bearer KEY' (or 'X-API-Key: KEY')")
+        return "missing API key: send 'Authorization: Bearer KEY' (or 'X-API-Key: KEY')"
     if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
-        raise APIError(401, "wrong API key")
+        return "wrong API key"
+    return None
 
 
 def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
@@ -126,7 +148,7 @@ def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
     app.state.worker = worker
     app.state.backend = backend
     install_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Guard, max_bytes=limits.max_body_bytes, api_key=settings.api_key)
 
     def submit(fn: Callable[[Job], Any], label: str) -> Job:
         try:
@@ -146,20 +168,17 @@ def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
         }
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        _check_key(request, settings.api_key)
+    async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(backend, started)]}
 
     @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str, request: Request) -> dict[str, Any]:
-        _check_key(request, settings.api_key)
+    async def model(model_id: str) -> dict[str, Any]:
         if model_id != backend.model_id:
             raise APIError(404, f"no model '{model_id}' here; this server has '{backend.model_id}'")
         return _model_card(backend, started)
 
     @app.post("/generate-response")
     async def generate_response(body: GenerateRequest, request: Request) -> dict[str, Any]:
-        _check_key(request, settings.api_key)
         body.check(limits)
         plan = backend.plan_discussion(body, limits)  # validates ids and the persona before queueing
         job = submit(plan, f"discussion {plan.session_name}")
@@ -168,7 +187,6 @@ def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        _check_key(request, settings.api_key)
         body.check(limits)
         plan = backend.plan_completion(body, limits)
         job = submit(plan, "chat completion")
