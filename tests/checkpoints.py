@@ -227,3 +227,34 @@ def build_checkpoint(
 
 if __name__ == "__main__":
     print(build_tiny_tokenizer())
+
+
+# ---------------------------------------------------------------------------- pytest fixtures
+
+FAMILIES = ("v4", "v5.2", "v6", "v7")
+_BUILT: dict[str, Path] = {}  # one build per test process, whichever module asks first
+
+
+def tiny_model(arch: str, base: Path, **kwargs: Any) -> Path:
+    """Build (once per process and arguments) a tiny model under `base`; returns its .pth path."""
+    tag = arch + "".join(f"-{k}{v}" for k, v in sorted(kwargs.items()))
+    if tag not in _BUILT or not _BUILT[tag].exists():
+        _BUILT[tag] = build_checkpoint(arch, base / tag / f"tiny-{tag}.pth", **kwargs)
+    return _BUILT[tag]
+
+
+try:
+    import pytest
+except ImportError:  # the bench imports this module without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return tmp_path_factory.getbasetemp() / "tiny-models"
+
+    @pytest.fixture(scope="session")
+    def tiny_models(tiny_models_dir: Path) -> dict[str, Path]:
+        """{"v4": path, "v5.2": ..., "v6": ..., "v7": ...}: 2 layers x 128, the tiny tokenizer beside each."""
+        return {arch: tiny_model(arch, tiny_models_dir) for arch in FAMILIES}

@@ -70,6 +70,14 @@ def load_state_dict(path: Path) -> dict[str, Any]:
                 path=path,
                 hint="only load checkpoints from sources you trust; RWKV checkpoints hold tensors only",
             ) from None
+        risky = sorted(name for name in pickle_imports(path) if not _allowed_import(name))
+        if risky:
+            # weights_only stopped earlier (an opcode it does not read), but the pickle imports code.
+            raise UnsafeError(
+                f"refusing to load this file: its pickle would run code ({', '.join(risky[:3])})",
+                path=path,
+                hint="only load checkpoints from sources you trust; RWKV checkpoints hold tensors only",
+            ) from None
         raise InvalidFileError("not an RWKV checkpoint (unreadable pickle)", path=path) from None
     except MemoryError:
         raise
@@ -80,6 +88,67 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     ):
         raise InvalidFileError("not an RWKV checkpoint (no emb.weight / blocks.* tensors)", path=path)
     return obj
+
+
+def pickle_imports(path: Path, *, max_pickles: int = 6) -> set[str]:
+    """The `module.name` globals a checkpoint's pickle would import, read without unpickling.
+
+    A zip checkpoint's `data.pkl` is scanned; a legacy file is a few pickles in a row
+    followed by raw tensor bytes, so scanning stops at the first thing that is not a pickle.
+    """
+    import pickletools
+    import zipfile
+
+    found: set[str] = set()
+
+    def scan(stream: Any) -> bool:
+        strings: list[str] = []
+        memo: dict[int, Any] = {}
+        for opcode, arg, _pos in pickletools.genops(stream):
+            name = opcode.name
+            if name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
+                strings.append(str(arg))
+            elif name == "MEMOIZE":
+                memo[len(memo)] = strings[-1] if strings else None
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(arg)] = strings[-1] if strings else None
+            elif name in ("BINGET", "LONG_BINGET", "GET"):
+                value = memo.get(int(arg))
+                if isinstance(value, str):
+                    strings.append(value)
+            elif name == "GLOBAL":
+                found.add(str(arg).replace(" ", "."))
+            elif name == "STACK_GLOBAL":
+                found.add(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+            elif name in ("REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX") and not found:
+                found.add("?")  # a call with nothing named to call: treat as unknown code
+        return True
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.endswith("data.pkl"):
+                        with archive.open(member) as stream:
+                            scan(stream)
+        else:
+            with open(path, "rb") as stream:
+                for _ in range(max_pickles):
+                    scan(stream)
+    except Exception:  # noqa: BLE001 - the end of the pickles, or not a pickle at all
+        pass
+    return found
+
+
+def _allowed_import(name: str) -> bool:
+    """Globals a plain tensor checkpoint imports (torch rebuilds tensors with these)."""
+    module, _, attr = name.rpartition(".")
+    if name == "collections.OrderedDict" or (module == "torch._utils" and attr.startswith("_rebuild_")):
+        return True
+    return module == "torch" and (attr.endswith("Storage") or attr in _TORCH_DTYPES)
+
+
+_TORCH_DTYPES = {"float32", "float16", "bfloat16", "float64", "uint8", "int8", "int16", "int32", "int64", "bool"}
 
 
 def detect_arch(keys: list[str], shapes: dict[str, tuple[int, ...]]) -> str:

@@ -243,7 +243,10 @@ class Engine:
 
     # ------------------------------------------------------------------ model
     def _forward(self, tokens: list[int], state: State) -> torch.Tensor:
-        out, _ = self.model.forward(tokens, state)
+        out, new_state = self.model.forward(tokens, state)
+        if new_state is not state:
+            # TorchScript (RWKV-7) works on a copy of the list: put the new tensors in the caller's list.
+            state[:] = new_state
         return out.float()  # RWKV-7 returns the model dtype
 
     def encode(self, text: str) -> list[int]:
