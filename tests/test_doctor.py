@@ -56,7 +56,9 @@ def test_doctor_with_gpus_nvml_sees_but_torch_cannot_use(
 
 
 def test_doctor_in_a_fresh_process_with_pynvml_broken(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from helpers import run_python
+    import os
+    import subprocess
+    from pathlib import Path
 
     code = """
 import sys, types
@@ -67,6 +69,8 @@ sys.modules["pynvml"] = m
 from weprompt_cli.cli import main
 main(["doctor"])
 """
-    result = run_python(code, env={"WEPROMPT_HOME": str(tmp_path)})
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, WEPROMPT_HOME=str(tmp_path), PYTHONPATH=str(root))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "nvml exploded" in result.stdout and "Traceback" not in result.stderr
