@@ -286,6 +286,7 @@ def test_two_clients_on_one_discussion_are_serialized(server: Server) -> None:
 def test_bad_requests_get_a_json_4xx_and_write_nothing_outside_the_store(server: Server, client: httpx.Client) -> None:
     outside = server.home.parent
     before = sorted(p.name for p in outside.iterdir())
+    ask(client, "eve", "ok", "hi")  # the store exists: nothing may appear beside or inside it
     sessions_before = sorted(p.name for p in (server.home / "sessions").iterdir())
     ok = {"user_message": "hi", "user_id": "eve", "discussion_id": "1", "prompt_file": "sql"}
     headers = {"content-type": "application/json"}
@@ -344,6 +345,17 @@ def test_non_loopback_bind_without_a_key_is_refused(tmp_path: Path, model: Path)
     result = weprompt(tmp_path, "serve", "--host", "0.0.0.0", "--port", "0", "--model", str(model), timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("weprompt: error: refusing to listen on 0.0.0.0 without an API key")
+
+
+def test_a_session_open_in_the_repl_gets_409_naming_the_holder(server: Server, client: httpx.Client) -> None:
+    ask(client, "lin", "1", "hi")
+    store = SessionStore(Home(server.home, "t"))
+    with store.open("u-lin--1"):  # as `weprompt resume u-lin--1` would hold it
+        body = {"user_message": "again", "user_id": "lin", "discussion_id": "1", **GREEDY}
+        r = client.post("/generate-response", json=body)
+        assert r.status_code == 409 and f"pid {os.getpid()}" in r.json()["error"]["message"], r.text
+    ask(client, "lin", "1", "again")
+    assert [t.user for t in turns_of(server.home, "u-lin--1")] == ["hi", "again"]
 
 
 def test_a_wrong_or_missing_api_key_gets_401(server: Server) -> None:

@@ -31,6 +31,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 DISCONNECT_POLL_S = 0.1
+DRAIN_BYTES = 32 * 1024 * 1024  # a refused body up to this size is read to the end first
 
 
 OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers probe it
@@ -65,6 +66,8 @@ class Guard:
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= DRAIN_BYTES:
+                await _drain(receive)
             await _reply(send, self._too_large(int(declared)))
             return
         chunks: list[bytes] = []
@@ -75,11 +78,14 @@ class Guard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.max_bytes:
+                if more:
+                    await _drain(receive)
                 await _reply(send, self._too_large(size))
                 return
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         body = b"".join(chunks)
         replayed = False
@@ -95,6 +101,22 @@ class Guard:
 
     def _too_large(self, size: int) -> APIError:
         return APIError(413, f"the request body is too large ({size} bytes; at most {self.max_bytes})")
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body (up to DRAIN_BYTES).
+
+    Closing a connection with unread request bytes makes the kernel reset it, and the
+    client would see "connection reset" instead of the 413 and its message.
+    """
+    seen = 0
+    while seen <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _reply(send: Send, err: APIError) -> None:

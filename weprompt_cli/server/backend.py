@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from weprompt_cli.errors import NotFoundError
+from weprompt_cli.errors import NotFoundError, WePromptError
 from weprompt_cli.server.ids import discussion_session_name
 from weprompt_cli.server.prefix_cache import PrefixCache, prefix_keys
 from weprompt_cli.server.prompt import ASSISTANT, PREFIX, assistant_text, render
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from weprompt_cli.engine import Engine, SamplingParams
     from weprompt_cli.personas import Persona
     from weprompt_cli.server.schemas import ChatCompletionRequest, GenerateRequest
-    from weprompt_cli.store import SessionStore
+    from weprompt_cli.store import SessionMeta, SessionStore
 
 _FINISH = {"stop": "stop", "length": "length", "interrupted": "stop"}
 
@@ -130,6 +130,7 @@ class Backend:
         self.model_id = model_id_of(engine)
         self.system_fingerprint = "fp_" + engine.fingerprint[:16]
         self._namespace = f"{engine.fingerprint}:{engine.chat_format.name}"
+        self._ids: dict[str, str] = {}  # session name -> id, for the names this server has seen
 
     def stats(self) -> dict[str, Any]:
         return {**self.counters.to_dict(), "prefix_cache": self.cache.stats().to_dict()}
@@ -182,6 +183,24 @@ class Backend:
 
         return Plan(run, name)
 
+    def _find(self, name: str) -> "SessionMeta | None":
+        """The session named `name`, or None; known names skip the scan of every session."""
+        known = self._ids.get(name)
+        if known is not None:
+            try:
+                meta = self.store.resolve(known)  # an id: its folder, read directly
+                if meta.name == name:
+                    return meta
+            except WePromptError:
+                pass  # deleted or renamed from the CLI meanwhile: look it up again
+            self._ids.pop(name, None)
+        try:
+            meta = self.store.resolve(name)
+        except NotFoundError:
+            return None
+        self._ids[name] = meta.id
+        return meta
+
     def _session_turn(
         self,
         job: Job,
@@ -196,10 +215,7 @@ class Backend:
         from weprompt_cli.personas import find_persona
 
         self.counters.add(requests=1)
-        try:
-            meta = self.store.resolve(name)
-        except NotFoundError:
-            meta = None
+        meta = self._find(name)
         if meta is None:
             session = ChatSession.start(self.engine, self.store, persona, self._params(persona, None, overrides), name=name)
             try:
@@ -219,6 +235,7 @@ class Backend:
             except BaseException:
                 opened.close()
                 raise
+        self._ids[name] = session.id
         with session:
             history = sum(t.token_count for t in session.turns)
             reply = session.send(text, cancel=job.cancelled)

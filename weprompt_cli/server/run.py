@@ -47,11 +47,20 @@ def serve(app: Any, sock: socket.socket, *, on_ready: Callable[[str], None] | No
         server_header=False,
     )
 
+    worker = getattr(getattr(app, "state", None), "worker", None)
+
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit and on_ready is not None:
                 on_ready(url_of(sock))
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Ctrl-C / SIGTERM: stop generating now (a session turn is kept, marked
+            # interrupted, as in the REPL) instead of waiting out the graceful timeout.
+            if worker is not None:
+                worker.cancel_all()
+            super().handle_exit(sig, frame)
 
     _Server(config).run(sockets=[sock])
 

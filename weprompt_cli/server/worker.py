@@ -119,6 +119,16 @@ class FifoWorker:
     def busy(self) -> bool:
         return self._current is not None
 
+    def cancel_all(self) -> None:
+        """Cancel the running job and every waiting one (the server is going down)."""
+        current = self._current
+        if current is not None:
+            current.cancel()
+        with self._queue.mutex:
+            waiting = [job for job in self._queue.queue if job is not None]
+        for job in waiting:
+            job.cancel()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the running job, drop the waiting ones, and end the thread."""
         current = self._current
