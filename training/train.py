@@ -105,11 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=85.0,
                     help="training time cap: the schedule follows max(step/steps, time/cap), so a slow CPU anneals early")
     ap.add_argument("--batch", type=int, default=24)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--n-layer", type=int, default=4)
-    ap.add_argument("--n-embd", type=int, default=256)
+    ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--head-size", type=int, default=32)
     ap.add_argument("--vocab", type=int, default=4096)
-    ap.add_argument("--full-prefix-frac", type=float, default=0.15)
+    ap.add_argument("--full-prefix-frac", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads; 1 is fastest on a shared 2-core machine (0: torch's default)")
     ap.add_argument("--out-dir", type=Path, default=DEMO_DIR)
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"corpus: {n_docs} docs, {sum(len(r[1]) for r in rows)} row tokens, vocab {tok.get_vocab_size()}, "
           f"{len(plan)} batches, prep {time.time() - t0:.0f}s, device {device}", flush=True)
 
-    cfg = RWKV7Config(vocab_size=tok.get_vocab_size(), n_layer=args.n_layer, n_embd=args.n_embd)
+    cfg = RWKV7Config(vocab_size=tok.get_vocab_size(), n_layer=args.n_layer, n_embd=args.n_embd, head_size=args.head_size,
+                      d_gate=32)
     model = RWKV7(cfg).to(device)
     print(f"model: {cfg} params {model.num_params() / 1e6:.2f}M", flush=True)
     decay, no_decay = [], []
