@@ -32,9 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-import httpx  # noqa: E402
+import httpx
 
-from weprompt_cli.server import sse  # noqa: E402
+from weprompt_cli.server import sse
 
 QUESTION = "Write a query that counts the orders per customer."
 USER_TURN = (

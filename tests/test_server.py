@@ -15,14 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from checkpoints import tiny_model
+
 from weprompt_cli.paths import Home
 from weprompt_cli.server import sse
 from weprompt_cli.store import SessionStore
@@ -93,7 +94,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def weprompt(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The CLI, as a user runs it, on the server's home."""
-    return subprocess.run([sys.executable, "-m", "weprompt_cli", *args], env=_env(home), cwd=str(ROOT),
+    return subprocess.run([sys.executable, "-m", "weprompt_cli", *args], check=False, env=_env(home), cwd=str(ROOT),
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

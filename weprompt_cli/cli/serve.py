@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -15,9 +15,9 @@ from weprompt_cli.errors import UsageError
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless an API key is set)."),
     port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one (printed once ready)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Catalog name or path of an RWKV .pth checkpoint."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="rwkv strategy, e.g. 'cpu fp32', 'cuda fp16', or auto."),
-    api_key: Optional[str] = typer.Option(
+    model: str | None = typer.Option(None, "--model", help="Catalog name or path of an RWKV .pth checkpoint."),
+    strategy: str | None = typer.Option(None, "--strategy", help="rwkv strategy, e.g. 'cpu fp32', 'cuda fp16', or auto."),
+    api_key: str | None = typer.Option(
         None, "--api-key", help="Require this key (Authorization: Bearer KEY). Default: $WEPROMPT_API_KEY."
     ),
     max_tokens: int = typer.Option(2048, "--max-tokens-cap", help="Largest max_tokens a request may ask for."),
@@ -42,7 +42,8 @@ def serve(
     try:
         from weprompt_cli.server.app import create_app
         from weprompt_cli.server.backend import Backend
-        from weprompt_cli.server.run import announce, bind_socket, serve as run_server
+        from weprompt_cli.server.run import announce, bind_socket
+        from weprompt_cli.server.run import serve as run_server
     except ImportError as exc:
         raise UsageError(
             f"the HTTP server needs fastapi and uvicorn ({exc.name} is missing)",
@@ -65,15 +66,15 @@ def serve(
         sock.close()
 
 
-def _load(out: object, model: Optional[str], strategy: Optional[str], config: object, verbose: bool) -> object:
+def _load(out: Any, model: str | None, strategy: str | None, config: Any, verbose: bool) -> Any:
     """The engine, loaded once for the server's lifetime (the demo model when none is named)."""
     from weprompt_cli.engine import load_engine
     from weprompt_cli.models.resolve import resolve_model
 
-    resolved = resolve_model(model, config=config)  # type: ignore[arg-type]
+    resolved = resolve_model(model, config=config)
     chosen = strategy or getattr(config, "strategy", None) or "auto"
-    with out.status(f"loading {resolved.path.name} ({chosen})"):  # type: ignore[attr-defined]
+    with out.status(f"loading {resolved.path.name} ({chosen})"):
         engine = load_engine(resolved.path, chosen, verbose=verbose)
     if resolved.is_demo:
-        out.dim("serving WePrompt's small built-in demo model; pass --model for a real one")  # type: ignore[attr-defined]
+        out.dim("serving WePrompt's small built-in demo model; pass --model for a real one")
     return engine

@@ -11,10 +11,12 @@ import asyncio
 import hmac
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from weprompt_cli import __version__
 from weprompt_cli.errors import WePromptError
@@ -27,8 +29,6 @@ from weprompt_cli.server.worker import FifoWorker, Job, JobCancelled, QueueFull
 if TYPE_CHECKING:
     from weprompt_cli.server.backend import Backend, Outcome
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 DISCONNECT_POLL_S = 0.1
 DRAIN_BYTES = 32 * 1024 * 1024  # a refused body up to this size is read to the end first
@@ -51,7 +51,7 @@ class Guard:
         self.max_bytes = max_bytes
         self.api_key = api_key
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -90,7 +90,7 @@ class Guard:
         body = b"".join(chunks)
         replayed = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -127,7 +127,7 @@ async def _reply(send: Send, err: APIError) -> None:
     await response({"type": "http"}, _no_receive, send)
 
 
-async def _no_receive() -> dict[str, Any]:
+async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
@@ -146,7 +146,7 @@ def key_problem(headers: dict[str, str], api_key: str | None) -> str | None:
     return None
 
 
-def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
+def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
     """The API on `backend` (one loaded model, one store)."""
     worker = FifoWorker(max_queue=settings.limits.max_queue)
     limits = settings.limits
@@ -249,7 +249,7 @@ def create_app(backend: "Backend", settings: ServerSettings) -> FastAPI:
     return app
 
 
-def _model_card(backend: "Backend", created: int) -> dict[str, Any]:
+def _model_card(backend: Backend, created: int) -> dict[str, Any]:
     return {"id": backend.model_id, "object": "model", "created": created, "owned_by": "weprompt"}
 
 
@@ -272,11 +272,11 @@ def _raise_for(exc: BaseException) -> None:
     raise exc
 
 
-async def _run_watched(job: Job, request: Request) -> "Outcome":
+async def _run_watched(job: Job, request: Request) -> Outcome:
     watcher = asyncio.ensure_future(_watch(job, request))
     try:
         return await job.wait()  # type: ignore[no-any-return]
-    except Exception as exc:  # noqa: BLE001 - mapped to the JSON contract
+    except Exception as exc:
         _raise_for(exc)
         raise
     finally:
@@ -291,7 +291,7 @@ async def _first_piece(job: Job, pieces: AsyncIterator[str], request: Request) -
         return await pieces.__anext__()
     except StopAsyncIteration:
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         job.cancel()
         _raise_for(exc)
         raise

@@ -14,8 +14,9 @@ Everything here runs on the single worker thread (see worker.py), never concurre
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from weprompt_cli.errors import NotFoundError, WePromptError
 from weprompt_cli.server.ids import discussion_session_name
@@ -92,7 +93,7 @@ class Counters:
 class CountingEngine:
     """The engine as ChatSession sees it, with every prefilled token counted (/health)."""
 
-    def __init__(self, engine: "Engine", counters: Counters) -> None:
+    def __init__(self, engine: Engine, counters: Counters) -> None:
         self._engine = engine
         self._counters = counters
 
@@ -104,16 +105,16 @@ class CountingEngine:
         return getattr(self._engine, name)
 
 
-def model_id_of(engine: "Engine") -> str:
+def model_id_of(engine: Engine) -> str:
     """The model's name in the API: its file name without `.pth`."""
     name = engine.info.path.name
-    return name[: -len(".pth")] if name.endswith(".pth") else name
+    return name.removesuffix(".pth")
 
 
 class Backend:
     """One loaded model and the session store, behind the API."""
 
-    def __init__(self, engine: "Engine", store: "SessionStore", config: "Config", settings: ServerSettings) -> None:
+    def __init__(self, engine: Engine, store: SessionStore, config: Config, settings: ServerSettings) -> None:
         from weprompt_cli.engine import clone_state, state_nbytes
 
         self.counters = Counters()
@@ -136,7 +137,7 @@ class Backend:
         return {**self.counters.to_dict(), "prefix_cache": self.cache.stats().to_dict()}
 
     # ------------------------------------------------------------- sampling
-    def _params(self, persona: "Persona | None", stored: dict[str, Any] | None, overrides: dict[str, Any]) -> "SamplingParams":
+    def _params(self, persona: Persona | None, stored: dict[str, Any] | None, overrides: dict[str, Any]) -> SamplingParams:
         """Defaults < config < persona < the session's stored settings < the request; max_tokens capped."""
         from weprompt_cli.engine import SamplingParams
 
@@ -150,13 +151,13 @@ class Backend:
         merged["max_tokens"] = min(int(merged["max_tokens"]), self.limits.max_tokens_cap)
         return SamplingParams().with_overrides(**merged)
 
-    def _persona(self, name: str | None) -> "Persona":
+    def _persona(self, name: str | None) -> Persona:
         from weprompt_cli.personas import DEFAULT_PERSONA, find_persona
 
         return find_persona(name or self.config.default_persona or DEFAULT_PERSONA, home=self.store.home)
 
     # --------------------------------------------------------- stored sessions
-    def plan_discussion(self, body: "GenerateRequest", limits: Limits) -> Plan:
+    def plan_discussion(self, body: GenerateRequest, limits: Limits) -> Plan:
         """WePrompt 1.0: the discussion's session gets `user_message` as its next turn."""
         name = discussion_session_name(body.user_id, body.discussion_id)
         persona_name = body.prompt_file
@@ -170,7 +171,7 @@ class Backend:
 
         return Plan(run, name)
 
-    def _plan_session(self, body: "ChatCompletionRequest", limits: Limits) -> Plan:
+    def _plan_session(self, body: ChatCompletionRequest, limits: Limits) -> Plan:
         from weprompt_cli.store.names import validate_name
 
         name = validate_name(body.session or "")
@@ -183,7 +184,7 @@ class Backend:
 
         return Plan(run, name)
 
-    def _find(self, name: str) -> "SessionMeta | None":
+    def _find(self, name: str) -> SessionMeta | None:
         """The session named `name`, or None; known names skip the scan of every session."""
         known = self._ids.get(name)
         if known is not None:
@@ -205,7 +206,7 @@ class Backend:
         self,
         job: Job,
         name: str,
-        persona: "Persona",
+        persona: Persona,
         overrides: dict[str, Any],
         text: str,
         extra: dict[str, Any],
@@ -259,7 +260,7 @@ class Backend:
         )
 
     # ------------------------------------------------------ stateless requests
-    def plan_completion(self, body: "ChatCompletionRequest", limits: Limits) -> Plan:
+    def plan_completion(self, body: ChatCompletionRequest, limits: Limits) -> Plan:
         """An OpenAI chat completion: bound to a stored session, or stateless with the prefix cache."""
         if body.session:
             return self._plan_session(body, limits)
@@ -276,9 +277,9 @@ class Backend:
     def _complete(
         self,
         job: Job,
-        persona: "Persona | None",
+        persona: Persona | None,
         messages: Sequence[tuple[str, str]],
-        params: "SamplingParams",
+        params: SamplingParams,
         stops: tuple[str, ...],
     ) -> Outcome:
         from weprompt_cli.chat.persona_state import persona_prompt, persona_state

@@ -102,7 +102,7 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     return (f"invalid field '{where}': {msg}" if where else msg), where or None
 
 
-def install_handlers(app: "FastAPI") -> None:
+def install_handlers(app: FastAPI) -> None:
     """Register the handlers that make every error JSON."""
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError

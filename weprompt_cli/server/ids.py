@@ -50,6 +50,6 @@ def discussion_session_name(user_id: object, discussion_id: object) -> str:
     discussion = validate_id(discussion_id, "discussion_id")
     name = f"u-{user}--{discussion}"
     if len(name) > _MAX_NAME:
-        digest = hashlib.sha256(f"{user}\0{discussion}".encode("utf-8")).hexdigest()[:12]
+        digest = hashlib.sha256(f"{user}\0{discussion}".encode()).hexdigest()[:12]
         name = f"h-{user[:20]}--{discussion[:20]}-{digest}"
     return validate_name(name)

@@ -17,8 +17,9 @@ import hashlib
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 S = TypeVar("S")
 

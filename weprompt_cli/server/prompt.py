@@ -11,8 +11,9 @@ separator, so the state after a live reply and after its re-sent text agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from weprompt_cli.chat.formats import ChatFormat
@@ -26,12 +27,12 @@ class Segment:
     text: str
 
 
-def assistant_text(fmt: "ChatFormat", answer: str) -> str:
+def assistant_text(fmt: ChatFormat, answer: str) -> str:
     """How a finished reply is fed after the assistant label: ` {answer}` + separator."""
     return f" {fmt.fold(answer)}{fmt.separator}"
 
 
-def render(fmt: "ChatFormat", messages: Sequence[tuple[str, str]], prefix: str = "") -> list[Segment]:
+def render(fmt: ChatFormat, messages: Sequence[tuple[str, str]], prefix: str = "") -> list[Segment]:
     """The segments for `messages` (role, text) after an optional `prefix` (a persona's prompt).
 
     Leading system messages join the prefix; consecutive user (or assistant) messages are

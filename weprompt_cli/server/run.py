@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from weprompt_cli.errors import DiskError, UsageError
 

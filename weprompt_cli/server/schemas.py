@@ -7,14 +7,14 @@ that name the field.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from weprompt_cli.server.errors import APIError
 from weprompt_cli.server.settings import Limits
 
-Id = Union[StrictStr, StrictInt]
+Id = StrictStr | StrictInt
 
 
 class _Body(BaseModel):
@@ -77,7 +77,7 @@ class TextPart(_Body):
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[StrictStr, list[TextPart], None] = None
+    content: StrictStr | list[TextPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
@@ -100,7 +100,7 @@ class ChatCompletionRequest(SamplingExtras):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_completion_tokens: int | None = Field(None, ge=1)
-    stop: Union[StrictStr, list[StrictStr], None] = None
+    stop: StrictStr | list[StrictStr] | None = None
     n: int | None = Field(None, ge=1)
     user: str | None = None
     persona: StrictStr | None = None  # a persona's prompt (and its cached state) instead of a system message

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 log = logging.getLogger("weprompt.server")
 
@@ -32,7 +33,7 @@ class JobCancelled(Exception):
 class Job:
     """One unit of model work: `fn(job)` runs on the worker and may `emit` text pieces."""
 
-    def __init__(self, fn: Callable[["Job"], Any], loop: asyncio.AbstractEventLoop, label: str = "") -> None:
+    def __init__(self, fn: Callable[[Job], Any], loop: asyncio.AbstractEventLoop, label: str = "") -> None:
         self.fn = fn
         self.label = label
         self._loop = loop
