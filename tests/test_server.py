@@ -147,10 +147,14 @@ def test_first_request_of_a_new_discussion_creates_a_listed_session(server: Serv
     assert isinstance(text, str)
     turns = turns_of(server.home, "u-alice--first")
     assert [t.user for t in turns] == [QUESTION] and turns[0].assistant == text
+    ask(client, "alice", "plan", "Plan my week", prompt_file="ProjectAdvisor")
+    ask(client, "alice", "chat", "Hello", prompt_file="general")
     listed = weprompt(server.home, "list-sessions", "--json")
     assert listed.returncode == 0, listed.stderr
-    session = next(s for s in json.loads(listed.stdout) if s["name"] == "u-alice--first")
-    assert session["persona"] == "sql" and session["turns"] == 1
+    personas = {s["name"]: (s["persona"], s["turns"]) for s in json.loads(listed.stdout)}
+    assert personas["u-alice--first"] == ("sql", 1)  # WePrompt 1.0's names map to the personas
+    assert personas["u-alice--plan"] == ("project", 1)
+    assert personas["u-alice--chat"] == ("general", 1)
 
 
 def test_http_conversation_continues_in_the_cli_and_back(server: Server, client: httpx.Client) -> None:
