@@ -85,8 +85,9 @@ def pick_model(arg: str | None, work: Path) -> tuple[Path, str]:
     except Exception:  # noqa: BLE001 - no demo model in this install
         from checkpoints import build_checkpoint
 
-        path = build_checkpoint("v7", work / "tiny-v7.pth")
-        return path, "tiny random RWKV-7 (2 x 128, 400-token vocabulary; no demo model shipped yet)"
+        # The demo model's shape (4 x 128), random weights, the tests' 400-token tokenizer.
+        path = build_checkpoint("v7", work / "tiny-v7.pth", n_layer=4, n_embd=128)
+        return path, "random RWKV-7 of the demo's shape (4 x 128, 400-token vocabulary): no demo model shipped yet"
 
 
 def percentile(values: list[float], q: float) -> float:
