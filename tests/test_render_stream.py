@@ -6,11 +6,13 @@ import io
 import itertools
 import random
 import re
-from typing import Literal
+import sys
+from typing import Any, Literal
 
 import pytest
 from markdown_it.token import Token
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.markdown import Markdown
 
 from weprompt_cli.render import stream as stream_module
@@ -276,13 +278,45 @@ def test_code_block_taller_than_the_screen_does_not_duplicate_lines() -> None:
 def test_refreshes_are_bounded_by_time_not_by_tokens() -> None:
     clock = FakeClock(0.001)  # 1 ms per piece: 20,000 pieces take 20 s
     console = make_console()
-    with MarkdownStream(console, max_fps=12, clock=clock) as md_stream:
+    with MarkdownStream(console, max_fps=12, clock=clock, cpu_timer=lambda: 0.0) as md_stream:
         for piece in random_pieces(ANSWER * 60, 5, 3):
             md_stream.feed(piece)
     pieces = len(random_pieces(ANSWER * 60, 5, 3))
     assert pieces > 10_000
     assert md_stream.refreshes <= clock.now * 12 + 1
     assert md_stream.refreshes >= clock.now * 12 * 0.9
+
+
+def test_frames_are_spaced_so_rendering_takes_at_most_its_cpu_share() -> None:
+    clock = FakeClock(0.001)
+    cpu = FakeClock(0.05)  # each frame costs 50 ms of CPU (read before and after it)
+    console = make_console()
+    with MarkdownStream(console, max_fps=12, max_cpu_share=0.1, clock=clock, cpu_timer=cpu) as md_stream:
+        for piece in random_pieces(ANSWER * 20, 5, 3):
+            md_stream.feed(piece)
+    # 50 ms of rendering per frame at 10 % of the time: a frame every 0.5 s, not 12 a second.
+    assert md_stream.refreshes <= clock.now / 0.5 + 1
+    assert md_stream.refreshes >= clock.now / 0.5 * 0.9
+
+
+def test_a_long_open_block_is_previewed_from_its_last_lines_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prose right after a list item continues the item (CommonMark), so this whole
+    # answer is one list: one open block that keeps growing.
+    text = "\n".join(f"- item {i}\nThen some prose about item {i}." for i in range(150))
+    sources: list[str] = []
+
+    class RecordingMarkdown(Markdown):
+        def __init__(self, markup: str, **options: Any) -> None:
+            sources.append(markup)
+            super().__init__(markup, **options)
+
+    monkeypatch.setattr(stream_module, "Markdown", RecordingMarkdown)
+    streamed, md_stream, _ = render_streamed(random_pieces(text, 8), step=0.05, height=12)
+    assert md_stream.refreshes > 100
+    *frames, final = sources
+    assert final == text  # printed for good at the end, whole
+    assert max(source.count("\n") for source in frames) <= 11 + 2
+    assert streamed == render_at_once(text, height=12)
 
 
 def test_slow_tokens_each_get_a_frame() -> None:
@@ -327,6 +361,22 @@ def test_finished_blocks_are_printed_once() -> None:
     assert "value_" not in raw[first_outro:]
     md_stream.finish()
     assert "value_" not in output(console)[first_outro:]
+
+
+def test_a_stray_print_while_streaming_goes_above_the_live_region() -> None:
+    console = make_console()
+    pieces = random_pieces(ANSWER, 12)
+    with MarkdownStream(console, clock=FakeClock(0.05)) as md_stream:
+        for index, piece in enumerate(pieces):
+            if index == len(pieces) // 2:
+                print("warning: something happened")
+                sys.stderr.write("and on stderr\n")
+            md_stream.feed(piece)
+    assert sys.stdout is sys.__stdout__ or not isinstance(sys.stdout, FileProxy)  # redirection undone
+    rows, row = screen(output(console))
+    assert rows.count("warning: something happened") == 1 and rows.count("and on stderr") == 1
+    rest = [r for r in rows if r not in ("warning: something happened", "and on stderr")]
+    assert (rest, row - 2) == render_at_once(ANSWER)
 
 
 def test_finish_without_pieces_prints_nothing_and_is_idempotent() -> None:

@@ -7,6 +7,12 @@ region, and one *open* block (the tail after the last finished block), the only 
 that is re-parsed and shown live. All screen work happens in refreshes capped at
 ``max_fps``; a piece that arrives between two refreshes costs an append and a clock read.
 
+The open block can still grow long: in CommonMark a line of prose right after a list
+item continues that item, so an answer without blank lines may be one long list. Two
+things keep a frame cheap then: the live view renders only the last lines of the open
+block (it shows no more than a screen), and frames are spaced so that rendering takes
+at most ``max_cpu_share`` of the time (on a CPU-only machine the model needs the rest).
+
 The screen at the end equals printing ``rich.markdown.Markdown(answer)`` at once. Rich
 puts a blank line between top-level blocks unless the block before is a horizontal
 rule, and decides it when the next element renders; a run of blocks rendered on its own
@@ -18,6 +24,7 @@ used in another block than its definition renders as plain text while streaming.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -146,18 +153,23 @@ class MarkdownStream:
         max_fps: float = 12,
         code_theme: str = DEFAULT_CODE_THEME,
         hyperlinks: bool = True,
+        max_cpu_share: float | None = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        cpu_timer: Callable[[], float] = time.thread_time,
     ) -> None:
         self.console = console
         self.code_theme = code_theme
         self.hyperlinks = hyperlinks
         self._interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self._clock = clock
+        self._cpu_timer = cpu_timer
+        self._max_cpu_share = max_cpu_share
+        self._next_refresh = -math.inf
+        self._open_head = 0  # lines at the top of the open block a preview must keep
         self._pending: list[str] = []
         self._tail = ""  # text after the last printed block: the open block
         self._checked = 0  # length of the tail's complete lines already split
         self._gap_owed = False  # does the last printed block want a blank line after it?
-        self._last_refresh: float | None = None
         self._view = _LiveView()
         self._live: Live | None = None
         self._finished = False
@@ -183,9 +195,13 @@ class MarkdownStream:
             return
         self._pending.append(piece)
         now = self._clock()
-        if self._last_refresh is None or now - self._last_refresh >= self._interval:
-            self._last_refresh = now
+        if now >= self._next_refresh:
+            cpu = self._cpu_timer()
             self._refresh()
+            spacing = self._interval
+            if self._max_cpu_share:
+                spacing = max(spacing, (self._cpu_timer() - cpu) / self._max_cpu_share)
+            self._next_refresh = now + spacing
 
     def finish(self) -> None:
         """Print the open block for good and remove the live region (idempotent)."""
@@ -236,8 +252,10 @@ class MarkdownStream:
                 # The view is cropped to the screen below; "crop" only guards a
                 # terminal that shrank between two frames.
                 vertical_overflow="crop",
-                redirect_stdout=False,
-                redirect_stderr=False,
+                # A stray print or warning while the answer streams goes above the
+                # live region instead of breaking it.
+                redirect_stdout=True,
+                redirect_stderr=True,
             )
             self._live.start()
         try:
@@ -269,8 +287,12 @@ class MarkdownStream:
             self._tail = complete + self._tail[cut:]
             cut = len(complete)
         blocks = [t for t in _BLOCK_PARSER.parse(complete) if t.level == 0 and t.nesting >= 0 and t.map]
+        if blocks:
+            # A preview of the open block keeps a fence's opening line, a table's header.
+            self._open_head = {"fence": 1, "table_open": 2}.get(blocks[-1].type, 0)
         if blocks and _is_closed(blocks[-1], complete):
             offset = cut
+            self._open_head = 0
         elif len(blocks) >= 2:
             offset = 0
             for _ in range(blocks[-1].map[0]):  # type: ignore[index]
@@ -287,13 +309,31 @@ class MarkdownStream:
         if not self._tail.strip():
             return []
         height = max(1, self.console.size.height - 1)
-        source = self._tail
-        if source.lstrip(" ").startswith(("```", "~~~")) and source.count("\n") > 2 * height:
-            # A long code block: render its last lines only (the view shows no more),
-            # so a frame costs the same at line 30 and at line 3000.
-            first, _, body = source.partition("\n")
-            source = first + "\n" + "\n".join(body.split("\n")[-2 * height :])
-        markdown = Markdown(source, code_theme=self.code_theme, hyperlinks=self.hyperlinks)
+        markdown = Markdown(self._preview_source(height), code_theme=self.code_theme, hyperlinks=self.hyperlinks)
         run = _Run(markdown, self._gap_owed and _gap_before(markdown.parsed))
         lines = self.console.render_lines(run, self.console.options, pad=False)
         return lines[-height:]
+
+    def _preview_source(self, height: int) -> str:
+        """The end of the open block: enough source lines to fill ``height`` rows, and its head.
+
+        The view shows no more than a screen, so a frame costs the same at line 30 and
+        at line 3,000 of a block. Lines are kept from the end until they fill the screen
+        and two rows more (a line of n characters takes at least n / width rows); the
+        cut may misrender the first kept lines (a continuation line read as a block of
+        its own), which are above the view.
+        """
+        source = self._tail
+        budget = height + 2
+        width = max(1, self.console.width)
+        end = len(source)
+        while end > 0 and budget > 0:
+            start = source.rfind("\n", 0, end - 1) + 1
+            budget -= 1 + (end - start) // width
+            end = start
+        head_end = 0  # after a fence's opening line, a table's header rows
+        for _ in range(self._open_head):
+            head_end = source.find("\n", head_end) + 1
+            if head_end == 0:
+                return source
+        return source if end <= head_end else source[:head_end] + source[end:]
