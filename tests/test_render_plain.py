@@ -34,14 +34,7 @@ def test_plain_stream_writes_exactly_the_pieces_and_flushes_each() -> None:
         assert out.getvalue() == written  # as they come, no buffering, no escape codes
     assert out.flushes == len([p for p in PIECES if p])
     stream.finish()
-    assert out.getvalue() == "".join(PIECES) + "\n"  # ends on a line of its own
-
-
-def test_plain_stream_adds_no_newline_when_the_answer_ends_with_one() -> None:
-    out = io.StringIO()
-    with PlainStream(out) as stream:
-        stream.feed("done\n")
-    assert out.getvalue() == "done\n"
+    assert out.getvalue() == "".join(PIECES)  # nothing added: the caller ends the line
 
 
 def test_plain_stream_with_no_pieces_writes_nothing() -> None:
@@ -64,7 +57,7 @@ def test_make_stream_is_plain_for_a_pipe() -> None:
     assert isinstance(stream, PlainStream) and stream.file is out
     with stream:
         stream.feed("**not rendered**")
-    assert out.getvalue() == "**not rendered**\n"
+    assert out.getvalue() == "**not rendered**"
 
 
 def test_make_stream_is_markdown_for_a_terminal() -> None:

@@ -31,13 +31,12 @@ class AnswerStream(Protocol):
 class PlainStream:
     """Write pieces to a file exactly as they come, flushed, with no escape codes.
 
-    ``finish`` ends the output with a newline when the answer did not, so what follows
-    (a shell prompt, the next line of a script) starts on its own line.
+    Nothing is added: the caller decides how the answer's line ends (the chat's
+    displayed answers carry no trailing newline).
     """
 
     def __init__(self, file: IO[str]) -> None:
         self.file = file
-        self._last = ""
         self._finished = False
 
     def __enter__(self) -> Self:
@@ -55,20 +54,13 @@ class PlainStream:
         """Write one piece and flush it."""
         if self._finished:
             raise RuntimeError("feed() after finish()")
-        if not piece:
-            return
-        self.file.write(piece)
-        self.file.flush()
-        self._last = piece[-1]
+        if piece:
+            self.file.write(piece)
+            self.file.flush()
 
     def finish(self) -> None:
-        """End the answer on a line of its own (idempotent)."""
-        if self._finished:
-            return
+        """Mark the answer done (idempotent); every piece is already written and flushed."""
         self._finished = True
-        if self._last and self._last != "\n":
-            self.file.write("\n")
-            self.file.flush()
 
 
 def make_stream(console: Console, **markdown_options: Any) -> AnswerStream:
