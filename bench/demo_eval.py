@@ -1,0 +1,61 @@
+"""Held-out evaluation of the shipped demo model on this CPU.
+
+    python bench/demo_eval.py                  # 10 fixed + 40 generated held-out SQL questions
+    python bench/demo_eval.py --generated 100 --model path/to/other.pth
+
+Reports execution match on held-out phrasings (SQL run on the seeded SQLite demo database,
+rows compared with the reference query's), the turn-end rate (replies that end with the turn
+separator rather than the token limit) over all held-out prompts, and greedy decode tokens/s.
+Writes bench/results/demo_eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.evaluate import evaluate  # noqa: E402
+from weprompt_cli.demo import DEMO_MODEL_PATH  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=DEMO_MODEL_PATH)
+    ap.add_argument("--generated", type=int, default=40, help="generated held-out SQL questions besides the 10 fixed")
+    ap.add_argument("--other", type=int, default=6, help="held-out prompts per persona for the turn-end rate")
+    ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_eval.json")
+    args = ap.parse_args()
+
+    t0 = time.time()
+    rep = evaluate(args.model, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens)
+    summary = {
+        "model": str(args.model),
+        "fixed_heldout_match": f"{rep.fixed_match}/{rep.fixed_total}",
+        "heldout_execution_match": round(rep.heldout_match / rep.heldout_total, 3),
+        "heldout_questions": rep.heldout_total,
+        "turn_end_rate": round(rep.turn_end / rep.turn_total, 3),
+        "turn_prompts": rep.turn_total,
+        "decode_tokens_per_s": round(rep.tokens_per_s, 1),
+        "wall_s": round(time.time() - t0, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    print(f"execution match (held-out): {rep.heldout_match}/{rep.heldout_total} "
+          f"({summary['heldout_execution_match']:.0%}); fixed ten: {summary['fixed_heldout_match']}")
+    print(f"turn-end rate: {rep.turn_end}/{rep.turn_total} ({summary['turn_end_rate']:.0%})")
+    print(f"greedy decode: {summary['decode_tokens_per_s']} tokens/s (1 thread, fp32)")
+    for f in rep.failures[:10]:
+        print(f"  miss: {f['question']!r}\n    got: {f['answer']!r}\n    ref: {f['reference']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({**summary, "failures": rep.failures}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

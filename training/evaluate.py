@@ -1,0 +1,73 @@
+"""Held-out evaluation of the demo model: execution match, turn-end rate, tokens/s.
+
+The model runs in a child process (`training.demo_run`), so this module never imports `rwkv`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.corpus import turn
+from training.sqleval import FIXED_HELDOUT, execution_match, extract_sql, heldout_sql_items
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ask(model: Path, items: list[dict[str, str]], max_tokens: int = 200, timeout: float = 600) -> dict[str, Any]:
+    """Greedy answers of the model for [{'persona', 'question'}, ...] (JSON from `training.demo_run`)."""
+    proc = subprocess.run([sys.executable, "-m", "training.demo_run", "--model", str(model),
+                           "--max-tokens", str(max_tokens)], input=json.dumps({"items": items}), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"demo_run failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def other_heldout_prompts(n_per_persona: int = 4, seed: int = 5) -> list[dict[str, str]]:
+    """Held-out questions for the project and general personas and off-topic ones (turn-end check)."""
+    rng = random.Random(seed)
+    out = []
+    for persona in ("project", "general", "sql"):
+        for _ in range(n_per_persona):
+            q, _ = turn(rng, persona, "heldout")
+            out.append({"persona": persona, "question": q})
+    return out
+
+
+@dataclass
+class Report:
+    fixed_match: int
+    fixed_total: int
+    heldout_match: int
+    heldout_total: int
+    turn_end: int
+    turn_total: int
+    gen_tokens: int
+    gen_seconds: float
+    failures: list[dict[str, str]]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.gen_tokens / self.gen_seconds if self.gen_seconds else 0.0
+
+
+def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: int = 200) -> Report:
+    """Run the fixed held-out SQL questions, n_generated more held-out SQL questions and other personas' prompts."""
+    gen = heldout_sql_items(n_generated) if n_generated else []
+    sql_qs = [(q, ref) for q, ref in FIXED_HELDOUT] + [(it.question, it.sql) for it in gen]
+    items = [{"persona": "sql", "question": q} for q, _ in sql_qs] + other_heldout_prompts(n_other)
+    res = ask(model, items, max_tokens)["results"]
+    matches = [execution_match(extract_sql(r["text"]), ref) for (_, ref), r in zip(sql_qs, res)]
+    failures = [{"question": q, "reference": ref, "answer": r["text"]}
+                for (q, ref), r, ok in zip(sql_qs, res, matches) if not ok]
+    nf = len(FIXED_HELDOUT)
+    return Report(fixed_match=sum(matches[:nf]), fixed_total=nf, heldout_match=sum(matches),
+                  heldout_total=len(matches), turn_end=sum(r["ended"] for r in res), turn_total=len(res),
+                  gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
+                  failures=failures)
