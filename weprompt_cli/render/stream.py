@@ -37,6 +37,8 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
+from weprompt_cli.render.safe import printable
+
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
@@ -191,6 +193,7 @@ class MarkdownStream:
         """Add a piece of the answer; redraws at most ``max_fps`` times a second."""
         if self._finished:
             raise RuntimeError("feed() after finish()")
+        piece = printable(piece)
         if not piece:
             return
         self._pending.append(piece)
