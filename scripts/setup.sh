@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up WePrompt in ./.venv: PyTorch first (the CPU build when there is no NVIDIA GPU),
-# then WePrompt itself, editable. `--dev` adds the test tools and the HTTP server.
+# then WePrompt itself, editable. `--server` adds the HTTP API (`weprompt serve`);
+# `--dev` adds the test tools and the HTTP API.
 #
 #   WEPROMPT_TORCH="torch==2.13.0"   the torch requirement to install (default below)
 #   WEPROMPT_TORCH_INDEX=URL         a package index for torch, e.g. PyTorch's CPU or CUDA index
@@ -10,8 +11,9 @@ cd "$(dirname "$0")/.."
 extras=""
 case "${1:-}" in
   --dev) extras="[dev,server]" ;;
+  --server) extras="[server]" ;;
   "") ;;
-  *) echo "usage: scripts/setup.sh [--dev]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [--dev | --server]" >&2; exit 2 ;;
 esac
 
 python=${PYTHON:-python3}
