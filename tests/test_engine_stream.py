@@ -164,3 +164,20 @@ def test_penalties_match_the_pipeline_bookkeeping() -> None:
         got.append(token)
     assert got == expected
     assert len(set(got)) > 5  # the penalties really moved the picks around
+
+
+def test_draws_follow_the_distribution_and_respect_top_p() -> None:
+    import torch
+
+    from weprompt_cli.engine.sampling import draw
+
+    g = torch.Generator().manual_seed(9)
+    weights = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    counts = torch.bincount(torch.tensor([draw(weights, g) for _ in range(6000)]), minlength=4)
+    assert counts[3] == 0
+    assert torch.allclose(counts.float() / 6000, weights, atol=0.03)
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1]))
+    sampler = Sampler(SamplingParams(temperature=1.0, top_p=0.7, seed=2))
+    assert {sampler.sample(logits) for _ in range(300)} == {0, 1}
+    hot = Sampler(SamplingParams(temperature=5.0, top_p=1.0, seed=2))
+    assert {hot.sample(logits) for _ in range(300)} == {0, 1, 2}

@@ -65,7 +65,7 @@ class ChatFormat:
     def display(self, reply_raw: str) -> str:
         """The answer as shown and recorded: cut at the separator, the leading space removed."""
         text = reply_raw.split(self.separator, 1)[0]
-        return text[1:] if text.startswith(" ") else text
+        return text.removeprefix(" ")
 
 
 WORLD = ChatFormat(name="world", user_label="User", assistant_label="Assistant", system_label="System")

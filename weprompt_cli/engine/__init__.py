@@ -66,7 +66,27 @@ _EXPORTS = {
     "model_fingerprint": "fingerprint",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Engine",
+    "Generation",
+    "GenerationResult",
+    "ModelInfo",
+    "Sampler",
+    "SamplingParams",
+    "Timing",
+    "Tokenizer",
+    "chat_format_for",
+    "clone_state",
+    "inspect_checkpoint",
+    "load_engine",
+    "model_fingerprint",
+    "resolve_strategy",
+    "resolve_tokenizer",
+    "state_from_tensors",
+    "state_nbytes",
+    "state_to_tensors",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from weprompt_cli.engine.checkpoint import ModelInfo, inspect_checkpoint

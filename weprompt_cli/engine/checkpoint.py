@@ -111,9 +111,9 @@ def pickle_imports(path: Path, *, max_pickles: int = 6) -> set[str]:
             elif name == "MEMOIZE":
                 memo[len(memo)] = strings[-1] if strings else None
             elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[int(arg)] = strings[-1] if strings else None
+                memo[int(arg or 0)] = strings[-1] if strings else None
             elif name in ("BINGET", "LONG_BINGET", "GET"):
-                value = memo.get(int(arg))
+                value = memo.get(int(arg or 0))
                 if isinstance(value, str):
                     strings.append(value)
             elif name == "GLOBAL":

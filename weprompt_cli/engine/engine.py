@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from weprompt_cli.chat.formats import RAVEN, WORLD, ChatFormat
 from weprompt_cli.engine.checkpoint import ModelInfo, inspect_checkpoint
@@ -119,8 +120,7 @@ class Generation(Iterator[str]):
             nonlocal lead_pending
             if lead_pending and piece:
                 lead_pending = False
-                if piece.startswith(" "):
-                    piece = piece[1:]
+                piece = piece.removeprefix(" ")
             return piece
 
         for _ in range(self._max_tokens):

@@ -41,13 +41,11 @@ def cuda_compiler_available() -> bool:
     if nvcc is None and cuda_home:
         candidate = os.path.join(cuda_home, "bin", "nvcc")
         nvcc = candidate if os.path.exists(candidate) else None
-    ninja = shutil.which("ninja")
-    if ninja is None:
-        with contextlib.suppress(ImportError):
-            import ninja as _ninja  # noqa: F401  (the PyPI package puts a binary on its own path)
+    if nvcc is None:
+        return False
+    from torch.utils.cpp_extension import is_ninja_available  # what torch will use to build
 
-            ninja = "ninja"
-    return nvcc is not None and ninja is not None
+    return bool(is_ninja_available())
 
 
 def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> ModuleType:

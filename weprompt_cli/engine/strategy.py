@@ -138,7 +138,7 @@ def _auto_strategy(info: ModelInfo) -> str:
         from weprompt_cli.hardware.advice import auto_strategy
     except ImportError:
         return _fallback_auto(info)
-    return auto_strategy(info)
+    return auto_strategy(info)  # type: ignore[arg-type]  # its Protocol wants settable fields; ours are frozen
 
 
 def _fallback_auto(info: ModelInfo) -> str:

@@ -217,7 +217,7 @@ class JsonTokenizer(Tokenizer):
 def sidecar_path(model_path: Path) -> Path:
     """`<model path without .pth>.tokenizer.json`."""
     model_path = Path(model_path)
-    stem = model_path.name[: -len(".pth")] if model_path.name.endswith(".pth") else model_path.name
+    stem = model_path.name.removesuffix(".pth")
     return model_path.with_name(stem + ".tokenizer.json")
 
 
