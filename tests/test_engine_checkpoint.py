@@ -226,3 +226,13 @@ def test_importing_the_engine_package_does_not_import_torch() -> None:
         """
     )
     assert out == [False, False]
+
+
+def test_a_legacy_non_zip_checkpoint_is_read_without_mmap(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    import torch
+
+    weights = torch.load(tiny_models["v6"], map_location="cpu", weights_only=True)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(weights, legacy, _use_new_zipfile_serialization=False)
+    info = inspect_checkpoint(legacy)
+    assert info.arch == "v6" and info.n_params == inspect_checkpoint(tiny_models["v6"]).n_params
