@@ -22,15 +22,11 @@ def _version(dist: str) -> str | None:
 
 
 def _decode_path() -> str | None:
-    """The engine's decode path ("graph"/"plain") if the engine exposes one; None otherwise."""
+    """The decode path an RWKV-7 model gets with `--strategy auto` here: "graph|plain (why)"."""
     try:
-        import weprompt_cli.engine as engine
+        from weprompt_cli.engine.gpu.graph import auto_decode_path
 
-        fn = getattr(engine, "decode_path", None)
-        if fn is None:
-            return None
-        value = fn() if callable(fn) else fn
-        return str(value) if value else None
+        return auto_decode_path()
     except Exception:  # noqa: BLE001 - doctor reports; it never fails on an optional probe
         return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ class Generation(Iterator[str]):
         tokenizer = engine.tokenizer
         assembler = TokenText(tokenizer)
         scanner = StopScanner(self._stop)
-        logits = self._logits
+        step = engine._decode_step(self._logits, state, sampler)
         tokens: list[int] = []
         shown: list[str] = []
         first_s: float | None = None
@@ -123,27 +124,33 @@ class Generation(Iterator[str]):
                 piece = piece.removeprefix(" ")
             return piece
 
-        for _ in range(self._max_tokens):
-            if self._cancel is not None and self._cancel():
-                reason = "interrupted"
-                break
-            token = sampler.sample(logits)
-            logits = engine._forward([token], state)  # the token is fed even when it ends the reply
-            tokens.append(token)
-            if tokenizer.has_bytes:
-                token_text = tokenizer.token_bytes(token).decode("utf-8", errors="replace")
-            else:
-                token_text = tokenizer.decode([token])
-            sampler.observe(token, token_text)
-            piece = show(scanner.push(assembler.push(token)))
-            if piece:
-                if first_s is None:
-                    first_s = time.perf_counter() - start
-                shown.append(piece)
-                yield piece
-            if scanner.matched is not None:
-                reason = "stop"
-                break
+        finished = False
+        try:
+            for _ in range(self._max_tokens):
+                if self._cancel is not None and self._cancel():
+                    reason = "interrupted"
+                    break
+                token = step.next_token()  # the token is fed even when it ends the reply
+                tokens.append(token)
+                if tokenizer.has_bytes:
+                    token_text = tokenizer.token_bytes(token).decode("utf-8", errors="replace")
+                else:
+                    token_text = tokenizer.decode([token])
+                step.observe(token, token_text)
+                piece = show(scanner.push(assembler.push(token)))
+                if piece:
+                    if first_s is None:
+                        first_s = time.perf_counter() - start
+                    shown.append(piece)
+                    yield piece
+                if scanner.matched is not None:
+                    reason = "stop"
+                    break
+            logits = step.finish()
+            finished = True
+        finally:
+            if not finished:
+                step.finish()  # an abandoned generation still leaves the state of the tokens fed
         tail = ""
         if reason != "stop":
             rest = assembler.finish()
@@ -170,6 +177,24 @@ class Generation(Iterator[str]):
         )
 
 
+class _PlainStep:
+    """The plain per-token step: the sampler on the logits, then `model.forward` (the package's path)."""
+
+    def __init__(self, engine: Engine, logits: torch.Tensor, state: State, sampler: Sampler) -> None:
+        self.engine, self.logits, self.state, self.sampler = engine, logits, state, sampler
+
+    def next_token(self) -> int:
+        token = self.sampler.sample(self.logits)
+        self.logits = self.engine._forward([token], self.state)
+        return token
+
+    def observe(self, token: int, text: str) -> None:
+        self.sampler.observe(token, text)
+
+    def finish(self) -> torch.Tensor:
+        return self.logits
+
+
 class Engine:
     """A loaded model: `feed` a prompt, then `generate` a reply; states are lists of tensors."""
 
@@ -191,6 +216,21 @@ class Engine:
         self.verbose = verbose
         self._fingerprint: str | None = None
         self._template: list[tuple[tuple[int, ...], Any, Any]] | None = None
+        # The decode path (engine/gpu): "graph" (CUDA graph + GPU sampler) or "plain" (model.forward).
+        self.decode_path = "plain"
+        self.decode_path_reason = "graph not set up"
+        self._decoder: Any = None  # gpu.graph.GraphDecoder on the graph path
+        self.kernel = False  # whether the rwkv package's CUDA kernel (RWKV_CUDA_ON=1) is in use
+
+    def _set_decode(self, path: str, reason: str, decoder: Any) -> None:
+        self.decode_path, self.decode_path_reason, self._decoder = path, reason, decoder
+
+    def _decode_step(self, logits: torch.Tensor, state: State, sampler: Sampler) -> Any:
+        if self._decoder is not None:
+            from weprompt_cli.engine.gpu.graph import GraphStep
+
+            return GraphStep(self._decoder, logits, state, sampler)
+        return _PlainStep(self, logits, state, sampler)
 
     def __repr__(self) -> str:
         return f"<Engine {self.info.path.name} {self.info.arch_label} {self.strategy!r} {self.tokenizer.name}>"
@@ -273,6 +313,14 @@ class Engine:
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         total = len(ids)
+        if self._decoder is not None:
+            from weprompt_cli.engine.gpu.graph import GRAPH, graph_feed, prefill_route
+
+            if prefill_route(total, kernel=self.kernel) == GRAPH and not (cancel is not None and cancel()):
+                logits = graph_feed(self._decoder, ids, state)
+                if progress is not None:
+                    progress(total, total)
+                return logits
         logits = None
         for begin in range(0, total, chunk):
             if cancel is not None and cancel():
@@ -363,9 +411,14 @@ def load_engine(
     *,
     verbose: bool = False,
     models_dir: str | Path | None = None,
+    graph: bool = True,
 ) -> Engine:
-    """Inspect, pick the tokenizer and strategy, import rwkv for the family, and load the model."""
-    from weprompt_cli.engine.runtime import import_rwkv_model
+    """Inspect, pick the tokenizer and strategy, import rwkv for the family, and load the model.
+
+    `graph=False` keeps the plain decode path (`--no-graph`); otherwise RWKV-7 on CUDA
+    gets the CUDA-graph path when its capture succeeds (see `engine.decode_path_reason`).
+    """
+    from weprompt_cli.engine.runtime import import_rwkv_model, kernel_in_use
     from weprompt_cli.engine.strategy import resolve_strategy
 
     info = inspect_checkpoint(path)
@@ -381,7 +434,22 @@ def load_engine(
     tokenizer = resolve_tokenizer(info.path, info, models_dir)
     module = import_rwkv_model(info.arch, resolved, verbose=verbose)
     model = _construct(module, info, resolved, verbose)
-    return Engine(model, info, resolved, tokenizer, chat_format_for(info, tokenizer), verbose=verbose)
+    engine = Engine(model, info, resolved, tokenizer, chat_format_for(info, tokenizer), verbose=verbose)
+    engine.kernel = kernel_in_use()
+    _choose_decode_path(engine, graph)
+    return engine
+
+
+def _choose_decode_path(engine: Engine, graph: bool) -> None:
+    from weprompt_cli.engine.gpu.graph import GRAPH, decode_path, install
+
+    path, reason = decode_path(engine.info.arch, engine.strategy, graph=graph, model=engine.model)
+    if path == GRAPH:
+        install(engine)  # a failed capture leaves the plain path, with the reason
+    else:
+        engine._set_decode(path, reason, None)
+    if engine.verbose:
+        print(f"decode path: {engine.decode_path} ({engine.decode_path_reason})", file=sys.stderr)
 
 
 def _construct(module: Any, info: ModelInfo, strategy: str, verbose: bool) -> Any:

@@ -63,18 +63,53 @@ def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> Mod
 
     os.environ["RWKV_V7_ON"] = "1" if family == "v7" else "0"
     os.environ["RWKV_JIT_ON"] = "1"
-    want_cuda = "cuda" in strategy and _torch_cuda_available() and cuda_compiler_available()
-    os.environ["RWKV_CUDA_ON"] = "1" if want_cuda else "0"
+    want_cuda, why = _want_kernel(strategy)
+    if verbose:
+        print(f"rwkv CUDA kernel: {'yes' if want_cuda else 'no'} ({why})", file=sys.stderr)
+    if want_cuda:
+        from weprompt_cli.hardware.kernel import kernel_env
+
+        os.environ.update(kernel_env())  # RWKV_CUDA_ON=1, the build cached under the home, ninja on PATH
+    else:
+        os.environ["RWKV_CUDA_ON"] = "0"
     try:
         return _import(verbose)
     except Exception as exc:
         if not want_cuda:
             raise
-        # Building the CUDA kernels failed (compiler mismatch...): run on plain torch instead.
-        warnings.warn(f"could not build the rwkv CUDA kernels ({exc}); using plain PyTorch", stacklevel=2)
+        # Building the CUDA kernels failed (compiler mismatch...): remember it, run on plain torch.
+        from weprompt_cli.hardware.kernel import record_build_failure
+
+        marker = record_build_failure(exc)
+        warnings.warn(
+            f"could not build the rwkv CUDA kernel ({exc}); using plain PyTorch (delete {marker} to retry)",
+            stacklevel=2,
+        )
         sys.modules.pop("rwkv.model", None)
         os.environ["RWKV_CUDA_ON"] = "0"
         return _import(verbose)
+
+
+def kernel_in_use() -> bool:
+    """Whether `rwkv.model` was imported with its CUDA kernel (RWKV_CUDA_ON=1) in this process."""
+    module = sys.modules.get("rwkv.model")
+    return module is not None and os.environ.get("RWKV_CUDA_ON") == "1"
+
+
+def _want_kernel(strategy: str) -> tuple[bool, str]:
+    """(build the kernel?, why): a CUDA strategy on a machine where `cuda_kernel_usable` says yes."""
+    if "cuda" not in strategy:
+        return False, "not a CUDA strategy"
+    if not _torch_cuda_available():
+        return False, "CUDA is not available"
+    try:
+        from weprompt_cli.hardware.inventory import detect_inventory
+        from weprompt_cli.hardware.kernel import cuda_kernel_usable
+
+        return cuda_kernel_usable(detect_inventory())
+    except Exception as exc:  # noqa: BLE001 - the inventory is advice; fall back to the old test
+        ok = cuda_compiler_available()
+        return ok, f"inventory failed ({exc}); nvcc and ninja {'found' if ok else 'not found'}"
 
 
 def _import(verbose: bool) -> ModuleType:

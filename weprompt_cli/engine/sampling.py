@@ -122,18 +122,29 @@ def top_p_cutoff(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return _cutoff_in(ordered, top_p)
 
 
+def top_p_cutoff_on_device(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """`top_p_cutoff` with no host round trip: one full sort on the device (fast on a GPU)."""
+    import torch
+
+    return _cutoff_in(torch.sort(probs, descending=True).values, top_p)
+
+
 def draw(weights: torch.Tensor, generator: torch.Generator | None) -> int:
     """One index drawn with probability proportional to `weights` (non-negative, any scale).
 
     Inverse-CDF sampling: one uniform number against the running sum, which is several
     times cheaper than torch.multinomial over a large vocabulary on a CPU.
     """
+    return int(draw_tensor(weights, generator)[0])
+
+
+def draw_tensor(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """`draw` without leaving the device: the index as a long tensor of shape [1] (no host sync)."""
     import torch
 
     cdf = torch.cumsum(weights, dim=0)  # [V]
     u = torch.rand(1, generator=generator, device=weights.device, dtype=cdf.dtype) * cdf[-1]
-    index = torch.searchsorted(cdf, u, right=True).clamp(max=weights.numel() - 1)
-    return int(index[0])
+    return torch.searchsorted(cdf, u, right=True).clamp(max=weights.numel() - 1)  # [1]
 
 
 def sample_probs(
@@ -147,15 +158,28 @@ def sample_probs(
 
     if temperature == 0:
         return int(torch.argmax(logits))
+    return draw(sampling_weights(logits, temperature=temperature, top_p=top_p, top_k=top_k), generator)
+
+
+def sampling_weights(
+    logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int, cutoff: Any = None
+) -> torch.Tensor:
+    """The unnormalized distribution a token is drawn from (temperature > 0): top-p, top-k, then temperature.
+
+    `cutoff(probs, top_p)` finds the nucleus cutoff (default `top_p_cutoff`; the GPU
+    sampler passes one that never waits for the device).
+    """
+    import torch
+
     probs = torch.softmax(logits.float(), dim=-1)  # [V]
     if top_p < 1:
-        probs = probs.masked_fill(probs < top_p_cutoff(probs, top_p), 0.0)
+        probs = probs.masked_fill(probs < (cutoff or top_p_cutoff)(probs, top_p), 0.0)
     if 0 < top_k < probs.numel():
         kth = torch.topk(probs, top_k).values[-1]
         probs = probs.masked_fill(probs < kth, 0.0)
     if temperature != 1.0:
         probs = probs ** (1.0 / temperature)
-    return draw(probs, generator)
+    return probs
 
 
 # ---------------------------------------------------------------------------- sampler
