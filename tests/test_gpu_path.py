@@ -18,7 +18,15 @@ import pytest
 from checkpoints import tiny_model
 from helpers import run_python_json
 
-from weprompt_cli.engine import Engine, Sampler, SamplingParams, clone_state, load_engine, state_from_tensors, state_to_tensors
+from weprompt_cli.engine import (
+    Engine,
+    Sampler,
+    SamplingParams,
+    clone_state,
+    load_engine,
+    state_from_tensors,
+    state_to_tensors,
+)
 from weprompt_cli.engine.gpu.forward import StaticForward, covers
 from weprompt_cli.engine.gpu.graph import GRAPH, PLAIN, PREFILL_ENV, decode_path, graph_feed, install, prefill_route
 from weprompt_cli.engine.gpu.sampler import DeviceSampler
@@ -66,7 +74,9 @@ def graph_engine(engine: Engine) -> Engine:
 def greedy_run(engine: Engine, count: int, params: SamplingParams | None = None) -> tuple[list[int], list[Any], Any]:
     state = engine.zero_state()
     logits = engine.feed(engine.encode(PROMPT), state)
-    generation = engine.generate(logits, state, Sampler(params or SamplingParams(temperature=0)), stop=(), max_tokens=count)
+    generation = engine.generate(
+        logits, state, Sampler(params or SamplingParams(temperature=0)), stop=(), max_tokens=count
+    )
     list(generation)
     return generation.result.tokens, state, generation.result.logits
 
@@ -116,7 +126,9 @@ def test_an_abandoned_graph_generation_still_writes_its_state_back(graph_engine:
     assert max((a - b).abs().max().item() for a, b in zip(state, replay)) < 1e-4
 
 
-def test_short_prefill_goes_through_the_graph_and_matches_chunks(graph_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_short_prefill_goes_through_the_graph_and_matches_chunks(
+    graph_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = graph_engine.encode(PROMPT)
     assert prefill_route(4, kernel=True, limit=8) == GRAPH and prefill_route(9, kernel=True, limit=8) == "chunk"
     monkeypatch.setenv(PREFILL_ENV, "1000")
@@ -151,7 +163,9 @@ def test_a_model_the_graph_does_not_cover_runs_plain(engine: Engine) -> None:
     assert path == PLAIN and "DeepEmbed" in why
 
 
-def test_cpu_and_no_graph_loads_run_plain_and_generate(model_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cpu_and_no_graph_loads_run_plain_and_generate(
+    model_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (engine.decode_path, engine._decoder) == (PLAIN, None)
     assert "not on a CUDA GPU" in engine.decode_path_reason
     off = load_engine(model_path, "cpu fp32", graph=False, verbose=True)
@@ -240,7 +254,10 @@ def test_device_sampler_is_seeded_and_draws_as_the_plain_sampler() -> None:
 
     def draws(make: Any) -> list[int]:
         sampler = make()
-        return [int(sampler.sample(_logits(i))) if isinstance(sampler, Sampler) else int(sampler.sample(_logits(i))[0]) for i in range(30)]
+        return [
+            int(sampler.sample(_logits(i))) if isinstance(sampler, Sampler) else int(sampler.sample(_logits(i))[0])
+            for i in range(30)
+        ]
 
     first = draws(lambda: DeviceSampler(params, "cpu", 2000))
     assert first == draws(lambda: DeviceSampler(params, "cpu", 2000))
@@ -250,9 +267,18 @@ def test_device_sampler_is_seeded_and_draws_as_the_plain_sampler() -> None:
 
 @pytest.mark.parametrize(
     ("temperature", "top_p", "top_k", "spread"),
-    [(1.0, 0.85, 0, 3.0), (0.7, 0.5, 0, 8.0), (1.3, 0.99, 0, 0.5), (1.0, 1.0, 40, 3.0), (0.5, 0.9, 10, 1.0), (2.0, 0.3, 5, 3.0)],
+    [
+        (1.0, 0.85, 0, 3.0),
+        (0.7, 0.5, 0, 8.0),
+        (1.3, 0.99, 0, 0.5),
+        (1.0, 1.0, 40, 3.0),
+        (0.5, 0.9, 10, 1.0),
+        (2.0, 0.3, 5, 3.0),
+    ],
 )
-def test_device_sampler_distribution_rules_equal_the_plain_ones(temperature: float, top_p: float, top_k: int, spread: float) -> None:
+def test_device_sampler_distribution_rules_equal_the_plain_ones(
+    temperature: float, top_p: float, top_k: int, spread: float
+) -> None:
     import torch
 
     logits = _logits(3, spread=spread)  # spread 0.5 with top_p 0.99: the nucleus is beyond the top-256 prefilter

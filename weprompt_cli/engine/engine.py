@@ -313,6 +313,7 @@ class Engine:
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         total = len(ids)
+        logits: torch.Tensor | None = None
         if self._decoder is not None:
             from weprompt_cli.engine.gpu.graph import GRAPH, graph_feed, prefill_route
 
@@ -321,7 +322,6 @@ class Engine:
                 if progress is not None:
                     progress(total, total)
                 return logits
-        logits = None
         for begin in range(0, total, chunk):
             if cancel is not None and cancel():
                 break

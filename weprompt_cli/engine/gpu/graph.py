@@ -127,7 +127,9 @@ def install(engine: Engine, *, capture: Capture | None = cuda_capture, reason: s
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         engine._set_decode(PLAIN, f"graph capture failed ({type(exc).__name__}: {first}); plain path", None)
         return
-    why = reason or ("CUDA graph token loop, sampling on the GPU" if decoder.graph is not None else "static forward, no capture")
+    why = reason or (
+        "CUDA graph token loop, sampling on the GPU" if decoder.graph is not None else "static forward, no capture"
+    )
     engine._set_decode(GRAPH, why, decoder)
 
 
@@ -137,7 +139,9 @@ def install(engine: Engine, *, capture: Capture | None = cuda_capture, reason: s
 class GraphStep:
     """`Generation`'s per-token step on the graph path: sample on the device, replay, one id to the host."""
 
-    def __init__(self, decoder: GraphDecoder, logits: torch.Tensor, state: list[torch.Tensor], sampler: Sampler) -> None:
+    def __init__(
+        self, decoder: GraphDecoder, logits: torch.Tensor, state: list[torch.Tensor], sampler: Sampler
+    ) -> None:
         import torch
 
         from weprompt_cli.engine.gpu.sampler import DeviceSampler
@@ -194,7 +198,7 @@ def graph_prefill_max(kernel: bool) -> int:
 
 
 def prefill_route(n_tokens: int, *, kernel: bool, limit: int | None = None) -> str:
-    """"graph" (one token at a time) or "chunk" (`model.forward` chunks) for an input of `n_tokens`."""
+    """ "graph" (one token at a time) or "chunk" (`model.forward` chunks) for an input of `n_tokens`."""
     return GRAPH if n_tokens <= (graph_prefill_max(kernel) if limit is None else limit) else "chunk"
 
 
