@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from weprompt_cli.cli.app import app
+from weprompt_cli.cli.loading import load_engine_for_cli
 from weprompt_cli.cli.output import Output
 from weprompt_cli.errors import UsageError
 
@@ -40,22 +41,6 @@ def _sampling(config: Any, persona: Any, stored: dict[str, Any] | None, override
     return SamplingParams().with_overrides(**merged)
 
 
-def _load_engine(out: Output, model: Optional[str], strategy: Optional[str], config: Any) -> Any:
-    from weprompt_cli.engine import load_engine
-    from weprompt_cli.models.resolve import resolve_model
-
-    resolved = resolve_model(model, config=config)
-    strategy = strategy or getattr(config, "strategy", None) or "auto"
-    with out.status(f"loading {resolved.path.name} ({strategy})"):
-        engine = load_engine(resolved.path, strategy)
-    if resolved.is_demo:
-        out.dim(
-            "Using WePrompt's small built-in demo model (it knows the demo SQL schema and little else). "
-            "For real work: weprompt models pull g1-1.5b, then --model g1-1.5b."
-        )
-    return engine
-
-
 def _run(session: Any, out: Output, message: str | None, *, verbose: bool) -> None:
     """One non-interactive turn when there is a message, else the REPL."""
     if message is None:
@@ -85,6 +70,7 @@ def chat(
     seed: Optional[int] = typer.Option(None, "--seed"),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Send one message, print the answer, exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show model loading details."),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
 ) -> None:
     """Start a new chat session (REPL, or one turn with -m / a piped stdin)."""
     from weprompt_cli.chat.session import ChatSession
@@ -107,7 +93,7 @@ def chat(
         raise UsageError("the message is empty")
     overrides = _cli_overrides(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)
     params = _sampling(config, persona_obj, None, overrides)
-    engine = _load_engine(out, model, strategy, config)
+    engine = load_engine_for_cli(out, model, strategy, config, graph=not no_graph)
     session = ChatSession.start(
         engine, store, persona_obj, params, name=session_name, notify=out.warn, progress=out.prefill_progress()
     )
@@ -130,6 +116,7 @@ def resume(
     seed: Optional[int] = typer.Option(None, "--seed"),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Send one message, print the answer, exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
 ) -> None:
     """Resume a session from its last checkpoint (no replay of the history)."""
     from weprompt_cli.chat.session import ChatSession
@@ -157,7 +144,7 @@ def resume(
         overrides = _cli_overrides(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)
         params = _sampling(config, None, opened.meta.sampling, overrides)
         model_arg = model or (opened.meta.model or {}).get("path")
-        engine = _load_engine(out, model_arg, strategy, config)
+        engine = load_engine_for_cli(out, model_arg, strategy, config, graph=not no_graph)
         session = ChatSession.resume(
             engine, store, opened, persona_obj, params, rebuild=rebuild, notify=out.warn,
             progress=out.replay_progress(),

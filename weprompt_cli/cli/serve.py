@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import typer
 
@@ -24,9 +23,11 @@ def serve(
     cache_entries: int = typer.Option(64, "--cache-entries", help="Prefix state cache: most states kept (0: off)."),
     cache_mb: int = typer.Option(256, "--cache-mb", help="Prefix state cache: most memory for states, in MiB."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show model loading details."),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
 ) -> None:
     """Serve the model over HTTP: /generate-response, /v1/chat/completions, /v1/models, /health."""
     # fastapi and uvicorn are imported here and in weprompt_cli.server only, never at CLI import.
+    from weprompt_cli.cli.loading import load_engine_for_cli
     from weprompt_cli.cli.output import Output
     from weprompt_cli.config import load_config
     from weprompt_cli.paths import resolve_home
@@ -59,22 +60,8 @@ def serve(
     config = load_config()
     sock = bind_socket(host, port)  # a taken port fails before the model loads
     try:
-        engine = _load(out, model, strategy, config, verbose)
+        engine = load_engine_for_cli(out, model, strategy, config, graph=not no_graph)
         backend = Backend(engine, SessionStore(resolve_home()), config, settings)
         run_server(create_app(backend, settings), sock, on_ready=announce)
     finally:
         sock.close()
-
-
-def _load(out: Any, model: str | None, strategy: str | None, config: Any, verbose: bool) -> Any:
-    """The engine, loaded once for the server's lifetime (the demo model when none is named)."""
-    from weprompt_cli.engine import load_engine
-    from weprompt_cli.models.resolve import resolve_model
-
-    resolved = resolve_model(model, config=config)
-    chosen = strategy or getattr(config, "strategy", None) or "auto"
-    with out.status(f"loading {resolved.path.name} ({chosen})"):
-        engine = load_engine(resolved.path, chosen, verbose=verbose)
-    if resolved.is_demo:
-        out.dim("serving WePrompt's small built-in demo model; pass --model for a real one")
-    return engine
