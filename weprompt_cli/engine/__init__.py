@@ -4,10 +4,15 @@ Importing this package is cheap (no torch): names are loaded on first use.
 
 What the chat layer uses::
 
-    load_engine(path, strategy="auto", *, verbose=False, models_dir=None) -> Engine
+    load_engine(path, strategy="auto", *, verbose=False, models_dir=None, graph=True) -> Engine
         inspect the checkpoint, choose the strategy and tokenizer, import rwkv for the
         family (one family per process), load the model. Raises WePromptError subclasses:
         NotFoundError, InvalidFileError, UnsafeError, UsageError (strategy), HardwareError.
+        RWKV-7 on CUDA decodes through a captured CUDA graph with sampling on the GPU
+        (engine/gpu); graph=False (`--no-graph`) keeps the plain path.
+
+    Engine.decode_path: str           "graph" or "plain"; Engine.decode_path_reason: str why
+                                      (CPU, no CUDA, RWKV-4/5/6, --no-graph, a failed capture)
 
     Engine.info: ModelInfo            path, arch ("v4".."v7"), n_layer, n_embd, vocab_size,
                                       n_head, head_size, n_params, file_size, converted_strategy
