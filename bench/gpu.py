@@ -188,7 +188,14 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     import torch
 
     from weprompt_cli.engine import Sampler, SamplingParams, clone_state, load_engine
-    from weprompt_cli.engine.gpu.graph import PLAIN, graph_feed, graph_prefill_max, install, prefill_route
+    from weprompt_cli.engine.gpu.graph import (
+        PLAIN,
+        cuda_capture,
+        graph_feed,
+        graph_prefill_max,
+        install,
+        prefill_route,
+    )
 
     device = args.device
     start = time.perf_counter()
@@ -254,7 +261,7 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     same = sum(a == b for a, b in zip(bare_tokens, ours_tokens))
     first_diff = next((i for i, (a, b) in enumerate(zip(bare_tokens, ours_tokens)) if a != b), None)
     out(
-        f"greedy parity over {n} tokens: {'identical' if same == n else f'{same}/{n} equal, first difference at {first_diff}'}"
+        f"greedy parity over {n} tokens (ops={decoder.fwd.ops}): {'identical' if same == n else f'{same}/{n} equal, first difference at {first_diff}'}"
     )
 
     def chunk_feed(tokens: list[int]) -> Any:
@@ -262,6 +269,22 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
 
     def one_by_one(tokens: list[int]) -> Any:
         return graph_feed(decoder, tokens, clone_state(base))
+
+    # The other block math (forward.py `ops`): plain torch vs the package's TorchScript functions.
+    saved = (engine.decode_path, engine.decode_path_reason, engine._decoder)
+    other = "package" if decoder.fwd.ops == "torch" else "torch"
+    install(engine, capture=None if args.dry_run else cuda_capture, ops=other)
+    if engine._decoder is None:
+        out(f"ops={other}: {engine.decode_path_reason}")
+    else:
+        ours_decode(8, greedy)
+        other_s, other_tokens = timed(device, lambda: ours_decode(n, greedy))
+        same = sum(a == b for a, b in zip(bare_tokens, other_tokens))
+        out(
+            f"decode WePrompt greedy, ops={other} {n / other_s:10,.1f} tok/s  ({n / other_s / ceiling:6.1%} of ceiling)"
+            f"  parity: {'identical' if same == n else f'{same}/{n} equal'}   (the run above: ops={decoder.fwd.ops})"
+        )
+    engine._set_decode(*saved)
 
     graph_wins = []
     for length in PREFILL_LENGTHS:

@@ -84,8 +84,9 @@ def greedy_run(engine: Engine, count: int, params: SamplingParams | None = None)
 # ---------------------------------------------------------------------------- the static forward
 
 
-def test_static_forward_equals_the_package_forward_over_a_greedy_run(engine: Engine) -> None:
-    fwd = StaticForward(engine.model)
+@pytest.mark.parametrize("ops", ["torch", "package"])
+def test_static_forward_equals_the_package_forward_over_a_greedy_run(engine: Engine, ops: str) -> None:
+    fwd = StaticForward(engine.model, ops)
     state = engine.zero_state()
     fwd.load_state(state)
     token = engine.encode(PROMPT)[0]
@@ -111,6 +112,9 @@ def test_graph_path_generation_matches_the_plain_path(engine: Engine) -> None:
     assert (logits - plain_logits).abs().max().item() < 1e-4
     # Seeded sampling with penalties: the device sampler on the CPU draws what the plain one draws.
     assert greedy_run(engine, 40, sampled)[0] == plain_sampled
+    install(engine, capture=None, ops="package")  # the package's own block functions, same buffers
+    assert engine._decoder.fwd.ops == "package"
+    assert greedy_run(engine, 50)[0] == plain_tokens
 
 
 def test_an_abandoned_graph_generation_still_writes_its_state_back(graph_engine: Engine) -> None:

@@ -13,6 +13,12 @@ move:
 
 It reads `model.z` (the package has already transposed the projections, squeezed the
 mixes, flattened `r_k` and folded `ln0` into `emb.weight`), so no weight is copied.
+
+`ops="package"` computes each block with the package's own TorchScript functions
+(`RWKV_x070_TMix_one`, `RWKV_x070_CMix_one`) instead, copying their results into the
+static buffers: on a GPU, TorchScript fuses elementwise chains (fp16 rounded once, not
+per op), so this mode is the one to pick if the plain-torch math drifts from the bare
+package's greedy tokens there (bench/gpu.py measures both; $WEPROMPT_GRAPH_OPS picks).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+
+OPS = ("torch", "package")
 
 
 def covers(model: Any) -> tuple[bool, str]:
@@ -68,17 +77,27 @@ class _Layer:
     f_xk: Any
     f_K: Any  # [C, 4C]
     f_V: Any  # [4C, C]
+    mixes: tuple[Any, ...] = ()  # the six x_* tensors of model.z themselves (ops="package")
 
 
 class StaticForward:
     """`step()` runs one token: reads `token`, updates `state` in place, writes `logits`."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, ops: str = "torch") -> None:
         import torch
 
         ok, why = covers(model)
         if not ok:
             raise ValueError(why)
+        if ops not in OPS:
+            raise ValueError(f"ops must be one of {', '.join(OPS)}, not {ops!r}")
+        self.ops = ops
+        self._tmix_pkg: Any = None
+        self._cmix_pkg: Any = None
+        if ops == "package":
+            import rwkv.model as package
+
+            self._tmix_pkg, self._cmix_pkg = package.RWKV_x070_TMix_one, package.RWKV_x070_CMix_one
         z = model.z
         self.n_layer = int(model.n_layer)
         self.n_head = int(model.n_head)
@@ -123,6 +142,7 @@ class StaticForward:
                     z[f + "x_k"],
                     z[f + "key.weight"],
                     z[f + "value.weight"],
+                    tuple(z[a + f"x_{m}"] for m in "rwkvag"),
                 )
             )
         c, h, n = self.n_embd, self.n_head, self.head_size
@@ -161,10 +181,18 @@ class StaticForward:
             for i, layer in enumerate(self.layers):
                 att_x, kv, ffn_x = self.state[3 * i], self.state[3 * i + 1], self.state[3 * i + 2]
                 xx = F.layer_norm(x, (c,), weight=layer.ln1_w, bias=layer.ln1_b)
-                out, v_first = self._time_mix(i, layer, xx, att_x, kv, v_first)
+                if self._tmix_pkg is not None:
+                    out, v_first = self._time_mix_package(i, layer, xx, att_x, kv, v_first)
+                else:
+                    out, v_first = self._time_mix(i, layer, xx, att_x, kv, v_first)
                 x = x + out
                 xx = F.layer_norm(x, (c,), weight=layer.ln2_w, bias=layer.ln2_b)
-                x = x + self._channel_mix(layer, xx, ffn_x)
+                if self._cmix_pkg is not None:
+                    out, new_x = self._cmix_pkg(xx, ffn_x, layer.f_xk, layer.f_K, layer.f_V)
+                    ffn_x.copy_(new_x)
+                    x = x + out
+                else:
+                    x = x + self._channel_mix(layer, xx, ffn_x)
             x = F.layer_norm(x, (c,), weight=self.ln_out_w, bias=self.ln_out_b)
             self.logits.copy_(x @ self.head)  # [V]
 
@@ -205,6 +233,18 @@ class StaticForward:
         y = y + ((r * k * L.r_k).view(h, n).sum(dim=-1, keepdim=True) * v.view(h, n)).view(h * n)
         return (y * g) @ L.O, v_first
 
+    def _time_mix_package(
+        self, i: int, L: _Layer, x: torch.Tensor, x_prev: torch.Tensor, kv: torch.Tensor, v_first: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, new_x, new_kv, v_first = self._tmix_pkg(
+            i, self.n_head, self.head_size, x, x_prev, v_first, kv, *L.mixes,
+            L.w0, L.w1, L.w2, L.a0, L.a1, L.a2, L.v0, L.v1, L.v2, L.g1, L.g2, L.k_k, L.k_a, L.r_k,
+            L.R, L.K, L.V, L.O, L.lnx_w, L.lnx_b,
+        )  # fmt: skip
+        x_prev.copy_(new_x)
+        kv.copy_(new_kv)
+        return out, v_first
+
     @staticmethod
     def _channel_mix(L: _Layer, x: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
         import torch
@@ -221,7 +261,7 @@ class StaticForward:
         total = self.emb[0].numel() * self.emb.element_size()
         tensors = [self.ln_out_w, self.ln_out_b, self.head]
         for layer in self.layers:
-            tensors += [getattr(layer, name) for name in layer.__dataclass_fields__]
+            tensors += [getattr(layer, name) for name in layer.__dataclass_fields__ if name != "mixes"]
         for t in tensors:
             if t.data_ptr() not in seen and t.numel():
                 seen.add(t.data_ptr())

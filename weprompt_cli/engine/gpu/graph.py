@@ -32,6 +32,7 @@ PLAIN = "plain"
 GRAPH_PREFILL_MAX_WITH_KERNEL = 8
 GRAPH_PREFILL_MAX_WITHOUT_KERNEL = 32
 PREFILL_ENV = "WEPROMPT_GRAPH_PREFILL_MAX"  # an integer overrides both defaults
+OPS_ENV = "WEPROMPT_GRAPH_OPS"  # "torch" (default) or "package": see forward.py
 
 Capture = Callable[[StaticForward], Any]
 
@@ -102,8 +103,8 @@ def cuda_capture(fwd: StaticForward, warmup: int = 3) -> torch.cuda.CUDAGraph:
 class GraphDecoder:
     """The static forward and, on CUDA, its captured graph; `run()` computes one token."""
 
-    def __init__(self, model: Any) -> None:
-        self.fwd = StaticForward(model)
+    def __init__(self, model: Any, ops: str | None = None) -> None:
+        self.fwd = StaticForward(model, ops or os.environ.get(OPS_ENV, "").strip() or "torch")
         self.graph: Any = None
         self.cuda = self.fwd.device.type == "cuda"
 
@@ -117,10 +118,12 @@ class GraphDecoder:
             self.fwd.step()  # eager: the same math (CPU tests, or a capture skipped on purpose)
 
 
-def install(engine: Engine, *, capture: Capture | None = cuda_capture, reason: str | None = None) -> None:
+def install(
+    engine: Engine, *, capture: Capture | None = cuda_capture, reason: str | None = None, ops: str | None = None
+) -> None:
     """Put `engine` on the graph path (capture=None: eager, no capture); any failure leaves it on the plain path."""
     try:
-        decoder = GraphDecoder(engine.model)
+        decoder = GraphDecoder(engine.model, ops)
         if capture is not None:
             decoder.capture(capture)
     except Exception as exc:  # noqa: BLE001 - a failed capture costs speed, never the chat
