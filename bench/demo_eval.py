@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.evaluate import evaluate  # noqa: E402
-from weprompt_cli.demo import DEMO_MODEL_PATH  # noqa: E402
+from training.evaluate import evaluate
+from weprompt_cli.demo import DEMO_MODEL_PATH
 
 
 def main() -> None:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import random
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `training/` is a top-level folder of the checkout, not part of the package
     sys.path.insert(0, str(ROOT))
 
-from training import sqlgen  # noqa: E402
-from training.corpus import OFF_TOPIC, PERSONAS, documents, persona_prefix  # noqa: E402
-from training.sqleval import FIXED_HELDOUT, execution_match, extract_sql, result_of  # noqa: E402
-from weprompt_cli.demo import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, demo_available  # noqa: E402
+from training import sqlgen
+from training.corpus import OFF_TOPIC, PERSONAS, documents, persona_prefix
+from training.sqleval import FIXED_HELDOUT, execution_match, extract_sql, result_of
+from weprompt_cli.demo import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, demo_available
 
 
 def test_demo_model_is_shipped_as_small_package_data() -> None:

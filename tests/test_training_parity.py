@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `training/` is a top-level folder of the checkout, not part of the package
     sys.path.insert(0, str(ROOT))
 
-from training.model import RWKV7, RWKV7Config, wkv7_chunked, wkv7_loop  # noqa: E402
+from training.model import RWKV7, RWKV7Config, wkv7_chunked, wkv7_loop
 
 CHILD = r"""
 import json, os, sys
@@ -116,7 +116,7 @@ def test_exported_checkpoint_has_the_v7_layout(tmp_path: Path) -> None:
 
 def test_training_forward_matches_rwkv_package_logits_and_state(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["logit_scale"] > 1.0  # a real signal, not all zeros

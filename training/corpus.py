@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from training.sqlgen import render_answer, sql_item
 

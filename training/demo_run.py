@@ -18,12 +18,12 @@ os.environ["RWKV_V7_ON"] = "1"
 os.environ["RWKV_JIT_ON"] = "1"
 os.environ["RWKV_CUDA_ON"] = "0"
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
 
 SEP = "\n\n"
 
@@ -43,7 +43,7 @@ def main() -> None:
     from training.corpus import fold, persona_prefix
 
     t0 = time.time()
-    stem = str(args.model)[: -len(".pth")] if str(args.model).endswith(".pth") else str(args.model)
+    stem = str(args.model).removesuffix(".pth")
     with contextlib.redirect_stdout(sys.stderr):  # the package prints banners; stdout carries the JSON only
         from rwkv.model import RWKV
 

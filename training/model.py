@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 CHUNK = 16  # decay per step is >= exp(-exp(-0.5)) ~ 0.545, so 1/decay^16 ~ 1.6e4 stays well inside fp32
 W_SCALE = math.exp(-0.5)  # the package computes w = exp(-0.606531 * sigmoid(w0 + lora))
@@ -261,6 +261,7 @@ class RWKV7(nn.Module):
         x = self.emb(idx)  # (B,T,C)
         v_first: torch.Tensor | None = None
         for i, blk in enumerate(self.blocks):
+            assert isinstance(blk, Block)
             if i == 0:
                 x = blk.ln0(x)
             h, v_first, att_prev, wkv = blk.att(blk.ln1(x), v_first, state[3 * i], state[3 * i + 1])

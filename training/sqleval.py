@@ -13,7 +13,19 @@ import re
 import sqlite3
 from typing import Any
 
-from training.sqlgen import ADJ, CATEGORIES, CITIES, DEPARTMENTS, DOMAINS, FIRST, LAST, NOUN, STATUSES, SqlItem, sql_item
+from training.sqlgen import (
+    ADJ,
+    CATEGORIES,
+    CITIES,
+    DEPARTMENTS,
+    DOMAINS,
+    FIRST,
+    LAST,
+    NOUN,
+    STATUSES,
+    SqlItem,
+    sql_item,
+)
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, city TEXT, created_at TEXT);
@@ -87,11 +99,11 @@ def build_db(seed: int = 7) -> sqlite3.Connection:
 
 def extract_sql(answer: str) -> str | None:
     """The SQL of a reply: the first ```sql block, else the first line that starts with a SQL verb."""
-    m = re.search(r"```(?:sql)?\s*\n(.*?)(?:\n```|$)", answer, re.S | re.I)
+    m = re.search(r"```(?:sql)?\s*\n(.*?)(?:\n```|$)", answer, re.DOTALL | re.IGNORECASE)
     if m and m.group(1).strip():
         return m.group(1).strip()
     for line in answer.splitlines():
-        if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|WITH)\b", line, re.I):
+        if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|WITH)\b", line, re.IGNORECASE):
             return line.strip()
     return None
 
@@ -107,9 +119,9 @@ def result_of(sql: str) -> tuple[str, Any]:
         cur = db.execute(sql)
         if cur.description is not None:
             rows = [tuple(_norm(v) for v in r) for r in cur.fetchall()]
-            ordered = bool(re.search(r"\border\s+by\b", sql, re.I))
+            ordered = bool(re.search(r"\border\s+by\b", sql, re.IGNORECASE))
             return "rows", rows if ordered else sorted(rows, key=repr)
-        if re.match(r"\s*create\s+(unique\s+)?index", sql, re.I):
+        if re.match(r"\s*create\s+(unique\s+)?index", sql, re.IGNORECASE):
             idx = db.execute("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index'").fetchall()
             cols = [(t, re.sub(r"\s+", "", s.split("(", 1)[1]).lower()) for t, s in idx]
             return "index", cols

@@ -7,8 +7,8 @@ values (cities, numbers, column phrases) are shared. `sql_item(rng, split)` draw
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 CITIES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Lisbon", "Oslo", "Dublin", "Vienna", "Prague"]
 STATUSES = ["pending", "paid", "shipped", "cancelled"]

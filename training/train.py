@@ -35,7 +35,7 @@ STEM = "weprompt-demo-rwkv7"
 
 
 def build_rows(
-    docs: list[list[Segment]], tok, full_prefix_frac: float, rng: random.Random,  # noqa: ANN001
+    docs: list[list[Segment]], tok, full_prefix_frac: float, rng: random.Random,
 ) -> list[tuple[int, list[int], list[int]]]:
     """Per document (persona index or -1 for 'prefix included', ids, loss mask)."""
     prefixes = [persona_prefix(p) for p in PERSONAS]
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                       d_gate=32)
     model = RWKV7(cfg).to(device)
     print(f"model: {cfg} params {model.num_params() / 1e6:.2f}M", flush=True)
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and "emb" not in name and ".w1" not in name else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
