@@ -176,3 +176,16 @@ def one_turn(engine: Any) -> dict[str, Any]:
         "reason": result.stop_reason,
         "logits_dtype": str(logits.dtype),
     }
+
+
+def run_main(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """Run the `weprompt` entry point in this process: (exit code, stdout, stderr)."""
+    from weprompt_cli.cli import main
+
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

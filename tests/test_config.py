@@ -5,20 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import run_main as run
 
-from weprompt_cli.cli import main
 from weprompt_cli.config import KEYS, Config, load_config, set_value
 from weprompt_cli.errors import ExitCode, InvalidFileError, UsageError
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_defaults_without_a_file() -> None:

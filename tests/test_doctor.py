@@ -6,19 +6,8 @@ import json
 import sys
 
 import pytest
+from helpers import run_main as run
 from test_hardware_inventory import fake_pynvml
-
-from weprompt_cli.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_doctor_with_pynvml_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,14 +35,7 @@ from weprompt_cli.engine.sampling import apply_penalties, sampling_weights, top_
 PROMPT = "User: How do I count rows?\n\nAssistant:"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

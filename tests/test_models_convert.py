@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from checkpoints import tiny_model
+from helpers import run_main as run
+from helpers import run_python_json
 
-from weprompt_cli.cli import main
 from weprompt_cli.errors import ExitCode
 from weprompt_cli.models.convert import default_output
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_python_json(code: str) -> dict:
-    """Run `code` in a fresh process (one rwkv family per process); its last stdout line is JSON."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT)]))
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_convert_refuses_rwkv7_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,25 +6,15 @@ import hashlib
 import os
 
 import pytest
+from helpers import run_main as run
 from hubserver import FakeHub, closed_port_endpoint
 
-from weprompt_cli.cli import main
 from weprompt_cli.errors import ExitCode
 from weprompt_cli.models.catalog import load_catalog
 from weprompt_cli.paths import resolve_home
 
 G1 = load_catalog().get("g1-0.1b")
 RAVEN = load_catalog().get("raven-14b-v12")
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

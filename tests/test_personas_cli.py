@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_main as run
 
-from weprompt_cli.cli import main
 from weprompt_cli.errors import ExitCode
 from weprompt_cli.personas import find_persona
 
@@ -28,17 +28,6 @@ temperature = 0.4
 user = "Ping?"
 assistant = "Pong."
 """
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the `weprompt` entry point in-process: (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error_line(err: str, *, contains: list[str]) -> None:
