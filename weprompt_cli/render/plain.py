@@ -71,5 +71,5 @@ def make_stream(console: Console, **markdown_options: Any) -> AnswerStream:
     if console.is_terminal and not console.is_dumb_terminal:
         from weprompt_cli.render.stream import MarkdownStream
 
-        return MarkdownStream(console, **markdown_options)
+        return MarkdownStream(console, **{"paragraph_breaks": True, **markdown_options})
     return PlainStream(console.file)

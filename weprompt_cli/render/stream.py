@@ -37,6 +37,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
+from weprompt_cli.render.paragraphs import ParagraphBreaks
 from weprompt_cli.render.safe import printable
 
 if TYPE_CHECKING:
@@ -158,8 +159,11 @@ class MarkdownStream:
         max_cpu_share: float | None = 0.1,
         clock: Callable[[], float] = time.monotonic,
         cpu_timer: Callable[[], float] = time.thread_time,
+        paragraph_breaks: bool = False,
     ) -> None:
         self.console = console
+        # Chat answers have no blank lines: make their line breaks paragraph breaks.
+        self._breaks = ParagraphBreaks() if paragraph_breaks else None
         self.code_theme = code_theme
         self.hyperlinks = hyperlinks
         self._interval = 1.0 / max_fps if max_fps > 0 else 0.0
@@ -194,6 +198,8 @@ class MarkdownStream:
         if self._finished:
             raise RuntimeError("feed() after finish()")
         piece = printable(piece)
+        if self._breaks is not None:
+            piece = self._breaks.feed(piece)
         if not piece:
             return
         self._pending.append(piece)

@@ -7,6 +7,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from weprompt_cli.render.status import STOP_NOTES
+from weprompt_cli.render.paragraphs import with_paragraph_breaks
 from weprompt_cli.render.safe import printable
 from weprompt_cli.render.stream import DEFAULT_CODE_THEME
 
@@ -31,7 +32,7 @@ def render_turns(
         label = user_label if first_number is None else f"#{first_number + index} {user_label}"
         console.print(Text.assemble((f"{label}: ", "bold"), printable(user)), highlight=False)
         if assistant.strip():
-            console.print(Markdown(printable(assistant), code_theme=code_theme))
+            console.print(Markdown(with_paragraph_breaks(printable(assistant)), code_theme=code_theme))
         note = STOP_NOTES.get(stop_reason, stop_reason)
         if note:
             console.print(Text(f"({note})", style="dim"))
