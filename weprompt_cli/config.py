@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from weprompt_cli.engine.sampling import OVERRIDABLE_KEYS
 from weprompt_cli.errors import InvalidFileError, UsageError
 from weprompt_cli.paths import Home, resolve_home
 
@@ -23,15 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_SCHEMA = 1
-SAMPLING_KEYS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "presence_penalty",
-    "frequency_penalty",
-    "penalty_decay",
-    "max_tokens",
-)
+SAMPLING_KEYS = OVERRIDABLE_KEYS
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # The rwkv package's strategy grammar: `dev dtype [*N[+]]` joined by `->`.
 _STRATEGY = re.compile(

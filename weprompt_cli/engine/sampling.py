@@ -75,6 +75,12 @@ class SamplingParams:
 # ---------------------------------------------------------------------------- tensor math
 
 
+
+# What a persona or the config may override: every setting but the per-request seed.
+# One list, here, so that the persona files, config.toml and SamplingParams agree.
+OVERRIDABLE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(SamplingParams) if f.name != "seed")
+
+
 def apply_penalties(
     logits: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor, presence: float, frequency: float
 ) -> torch.Tensor:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from weprompt_cli.engine.sampling import OVERRIDABLE_KEYS
 from weprompt_cli.errors import InvalidFileError, NotFoundError, UnsafeError, UsageError
 from weprompt_cli.paths import Home, builtin_personas_dir, resolve_home
 from weprompt_cli.personas.model import Persona, PersonaSource
@@ -44,7 +45,8 @@ _SAMPLING_RULES: dict[str, tuple[type, Any, str]] = {
     "penalty_decay": (float, lambda v: 0 <= v <= 1, "in [0, 1]"),
     "max_tokens": (int, lambda v: v > 0, "> 0"),
 }
-SAMPLING_KEYS = tuple(_SAMPLING_RULES)
+SAMPLING_KEYS = OVERRIDABLE_KEYS
+assert set(_SAMPLING_RULES) == set(SAMPLING_KEYS), "a sampling setting without a persona rule"
 
 
 def validate_persona_name(name: str) -> str:
