@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,10 +179,7 @@ class SessionStore:
             metas, _ = self._scan()
             if name is not None:
                 self._check_name_free(name, metas=metas)
-            taken = {m.id for m in metas}
-            sid = new_session_id()
-            while sid in taken or (self.root / sid).exists():
-                sid = new_session_id()
+            sid = self._new_id(metas)
             now = utc_now()
             meta = SessionMeta(
                 id=sid,
@@ -193,21 +192,11 @@ class SessionStore:
                 updated_at=now,
                 extra=dict(extra or {}),
             )
-            tmp = inside(self.root, _NEW_PREFIX + sid)
             final = self.session_dir(sid)
-            try:
-                (tmp / STATES).mkdir(parents=True)
+            with self._staged(_NEW_PREFIX, sid, "the session") as tmp:
                 atomic_write_json(tmp / SESSION_JSON, meta.to_dict())
                 # Lock before the folder becomes visible; the flock follows the inode.
                 lock = FileLock.acquire(tmp / LOCK, label=f"session {meta.label}")
-                os.rename(tmp, final)
-                fsync_dir(self.root)
-            except OSError as exc:
-                remove_tree(tmp)
-                raise DiskError(f"cannot create the session: {exc.strerror or exc}", path=final) from exc
-            except BaseException:
-                remove_tree(tmp)
-                raise
         lock.path = final / LOCK
         return OpenSession(self, final, lock, meta, [])
 
@@ -248,6 +237,34 @@ class SessionStore:
             atomic_write_json(folder / SESSION_JSON, meta.to_dict())
         return meta
 
+    def _new_id(self, metas: builtins.list[SessionMeta]) -> str:
+        """A session id not used by `metas` nor by any folder."""
+        taken = {m.id for m in metas}
+        sid = new_session_id()
+        while sid in taken or (self.root / sid).exists():
+            sid = new_session_id()
+        return sid
+
+    @contextmanager
+    def _staged(self, prefix: str, sid: str, what: str) -> Iterator[Path]:
+        """A hidden folder (with `states/`) to fill; on success renamed to the session `sid`.
+
+        Nothing half-made is ever listed: on any failure the folder is removed.
+        """
+        tmp = inside(self.root, prefix + sid)
+        final = self.session_dir(sid)
+        try:
+            (tmp / STATES).mkdir(parents=True)
+            yield tmp
+            os.rename(tmp, final)
+            fsync_dir(self.root)
+        except OSError as exc:
+            remove_tree(tmp)
+            raise DiskError(f"cannot create {what}: {exc.strerror or exc}", path=final) from exc
+        except BaseException:
+            remove_tree(tmp)
+            raise
+
     def fork(self, ref: str, at_turn: int, new_name: str | None = None) -> SessionMeta:
         """A new session holding `ref`'s turns 1..at_turn and their states (hard links)."""
         if new_name is not None:
@@ -263,10 +280,7 @@ class SessionStore:
                 self._check_name_free(new_name, metas=metas)
             elif src.name is not None:
                 new_name = self._free_fork_name(src.name, at_turn, metas)
-            taken = {m.id for m in metas}
-            sid = new_session_id()
-            while sid in taken or (self.root / sid).exists():
-                sid = new_session_id()
+            sid = self._new_id(metas)
             now = utc_now()
             kept = turns[:at_turn]
             meta = src.replace(
@@ -278,23 +292,12 @@ class SessionStore:
                 tokens=total_tokens(kept),
                 parent=ParentRef(session=src.id, turn=at_turn),
             )
-            tmp = inside(self.root, _FORK_PREFIX + sid)
-            final = self.session_dir(sid)
-            try:
-                (tmp / STATES).mkdir(parents=True)
+            with self._staged(_FORK_PREFIX, sid, "the fork") as tmp:
                 for k, path in state_files(src_dir / STATES).items():
                     if k <= at_turn:
                         link_or_copy(path, tmp / STATES / path.name)
                 atomic_write_text(tmp / TRANSCRIPT, transcript_text(kept))
                 atomic_write_json(tmp / SESSION_JSON, meta.to_dict())
-                os.rename(tmp, final)
-                fsync_dir(self.root)
-            except OSError as exc:
-                remove_tree(tmp)
-                raise DiskError(f"cannot create the fork: {exc.strerror or exc}", path=final) from exc
-            except BaseException:
-                remove_tree(tmp)
-                raise
         return meta
 
     @staticmethod
