@@ -7,8 +7,10 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 
+from weprompt_cli.render.base import FinishOnExit
+
 if TYPE_CHECKING:
-    from typing_extensions import Self  # typing.Self needs Python 3.11
+    pass  # typing.Self needs Python 3.11
 
 
 class AnswerStream(Protocol):
@@ -28,7 +30,7 @@ class AnswerStream(Protocol):
     ) -> None: ...
 
 
-class PlainStream:
+class PlainStream(FinishOnExit):
     """Write pieces to a file exactly as they come, flushed, with no escape codes.
 
     Nothing is added: the caller decides how the answer's line ends (the chat's
@@ -38,17 +40,6 @@ class PlainStream:
     def __init__(self, file: IO[str]) -> None:
         self.file = file
         self._finished = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.finish()
 
     def feed(self, piece: str) -> None:
         """Write one piece and flush it."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
@@ -37,11 +36,12 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
+from weprompt_cli.render.base import FinishOnExit
 from weprompt_cli.render.paragraphs import ParagraphBreaks
 from weprompt_cli.render.safe import printable
 
 if TYPE_CHECKING:
-    from typing_extensions import Self  # typing.Self needs Python 3.11
+    pass  # typing.Self needs Python 3.11
 
 DEFAULT_CODE_THEME = "monokai"
 
@@ -142,7 +142,7 @@ class _LiveView:
             yield from line
 
 
-class MarkdownStream:
+class MarkdownStream(FinishOnExit):
     """Render a streamed answer as Markdown on a terminal console, with bounded work per token.
 
     Use as a context manager (``finish`` runs on exit, also on Ctrl-C) or call
@@ -181,17 +181,6 @@ class MarkdownStream:
         self._finished = False
         self.refreshes = 0
         """Frames drawn so far (each one a single write to the console)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.finish()
 
     def feed(self, piece: str) -> None:
         """Add a piece of the answer; redraws at most ``max_fps`` times a second."""

@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.text import Text
 
-from weprompt_cli.render.status import STOP_NOTES
 from weprompt_cli.render.paragraphs import with_paragraph_breaks
 from weprompt_cli.render.safe import printable
+from weprompt_cli.render.status import STOP_NOTES
 from weprompt_cli.render.stream import DEFAULT_CODE_THEME
 
 
