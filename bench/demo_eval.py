@@ -1,7 +1,8 @@
 """Held-out evaluation of the shipped demo model on this CPU.
 
-    python bench/demo_eval.py                  # 10 fixed + 40 generated held-out SQL questions
+    python bench/demo_eval.py                  # 10 fixed + 190 generated held-out SQL questions
     python bench/demo_eval.py --generated 100 --model path/to/other.pth
+    python bench/demo_eval.py --baseline path/to/previous.pth   # the same questions, both models
 
 Reports execution match on held-out phrasings (SQL run on the seeded SQLite demo database,
 rows compared with the reference query's), the turn-end rate (replies that end with the turn
@@ -28,9 +29,10 @@ from weprompt_cli.demo import DEMO_MODEL_PATH
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=DEMO_MODEL_PATH)
-    ap.add_argument("--generated", type=int, default=40, help="generated held-out SQL questions besides the 10 fixed")
+    ap.add_argument("--generated", type=int, default=190, help="generated held-out SQL questions besides the 10 fixed")
     ap.add_argument("--other", type=int, default=6, help="held-out prompts per persona for the turn-end rate")
     ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--baseline", type=Path, help="also score this model on the same questions and print the ratio")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_eval.json")
     args = ap.parse_args()
 
@@ -53,6 +55,17 @@ def main() -> None:
     print(f"greedy decode: {summary['decode_tokens_per_s']} tokens/s (1 thread, fp32)")
     for f in rep.failures[:10]:
         print(f"  miss: {f['question']!r}\n    got: {f['answer']!r}\n    ref: {f['reference']}")
+    print("by kind: " + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items())))
+    if args.baseline:
+        base = evaluate(args.baseline, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens)
+        summary["baseline"] = {"model": str(args.baseline), "heldout_match": f"{base.heldout_match}/{base.heldout_total}",
+                               "turn_end": f"{base.turn_end}/{base.turn_total}",
+                               "decode_tokens_per_s": round(base.tokens_per_s, 1)}
+        print(f"baseline {args.baseline.name}: {base.heldout_match}/{base.heldout_total}; "
+              f"execution match ratio {rep.heldout_match / max(base.heldout_match, 1):.2f}, "
+              f"turn-end {base.turn_end}/{base.turn_total}, decode ratio {rep.tokens_per_s / base.tokens_per_s:.2f}")
+        print("baseline by kind: " + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(base.by_kind.items())))
+    summary["by_kind"] = {k: f"{hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**summary, "failures": rep.failures}, indent=1) + "\n")
 

@@ -59,6 +59,18 @@ def test_heldout_phrasings_never_appear_in_training_frames() -> None:
         assert f"User: {q}\n\nAssistant:" not in train_questions
 
 
+def test_training_frames_are_composed_but_heldout_questions_stay_plain() -> None:
+    frames = sqlgen._frames(["Show", "List"], ["{x}.", "all {x}."], ["Which {x}?"], ["List all {x}.", "Return {x}."])
+    assert frames == {"train": ["List {x}.", "Show all {x}.", "Show {x}.", "Which {x}?"],
+                      "heldout": ["List all {x}.", "Return {x}."]}
+    rng = random.Random(4)
+    train = [sqlgen.sql_item(rng, "train").question for _ in range(600)]
+    heldout = [sqlgen.sql_item(rng, "heldout").question for _ in range(600)]
+    chatty = tuple(sqlgen.LEAD_INS), tuple(sqlgen.SIGN_OFFS)
+    assert any(q.startswith(chatty[0]) for q in train) and any(q.endswith(chatty[1]) for q in train)
+    assert not any(q.startswith(chatty[0]) or q.endswith(chatty[1]) for q in heldout)
+
+
 def test_generated_reference_sql_runs_on_the_demo_database() -> None:
     rng = random.Random(0)
     for _ in range(300):

@@ -51,6 +51,7 @@ class Report:
     gen_tokens: int
     gen_seconds: float
     failures: list[dict[str, str]]
+    by_kind: dict[str, tuple[int, int]]  # question kind -> (matched, asked)
 
     @property
     def tokens_per_s(self) -> float:
@@ -61,13 +62,18 @@ def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: in
     """Run the fixed held-out SQL questions, n_generated more held-out SQL questions and other personas' prompts."""
     gen = heldout_sql_items(n_generated) if n_generated else []
     sql_qs = [(q, ref) for q, ref in FIXED_HELDOUT] + [(it.question, it.sql) for it in gen]
+    kinds = ["fixed"] * len(FIXED_HELDOUT) + [it.kind for it in gen]
     items = [{"persona": "sql", "question": q} for q, _ in sql_qs] + other_heldout_prompts(n_other)
     res = ask(model, items, max_tokens)["results"]
     matches = [execution_match(extract_sql(r["text"]), ref) for (_, ref), r in zip(sql_qs, res)]
     failures = [{"question": q, "reference": ref, "answer": r["text"]}
                 for (q, ref), r, ok in zip(sql_qs, res, matches) if not ok]
     nf = len(FIXED_HELDOUT)
+    by_kind: dict[str, tuple[int, int]] = {}
+    for kind, ok in zip(kinds, matches):
+        hit, total = by_kind.get(kind, (0, 0))
+        by_kind[kind] = (hit + ok, total + 1)
     return Report(fixed_match=sum(matches[:nf]), fixed_total=nf, heldout_match=sum(matches),
                   heldout_total=len(matches), turn_end=sum(r["ended"] for r in res), turn_total=len(res),
                   gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
-                  failures=failures)
+                  failures=failures, by_kind=by_kind)

@@ -53,6 +53,16 @@ def _pick(rng: random.Random, frames: dict[str, list[str]], split: Split) -> str
     return rng.choice(frames[split])
 
 
+def _frames(openers: list[str], bodies: list[str], extra: list[str], heldout: list[str]) -> dict[str, list[str]]:
+    """Training frames: every opener with every body, plus whole frames, minus the held-out ones.
+
+    Composing the frames gives training many ways to ask the same thing, so a held-out sentence is
+    new as a whole while its words are not (a model trained only on this corpus knows no others).
+    """
+    train = [f"{o} {b}" for o in openers for b in bodies] + extra
+    return {"train": sorted(set(train) - set(heldout)), "heldout": heldout}
+
+
 # ---- tables: entity words, column choices, filter conditions ----------------------------------------
 # A condition is (phrases, sql, what-for-the-explanation); phrases and sql are formatted with slot values.
 Cond = tuple[list[str], str, str]
@@ -145,16 +155,19 @@ def _cond(rng: random.Random, table: str, s: dict[str, object]) -> tuple[str, st
 
 
 # ---- kinds --------------------------------------------------------------------------------------------
-FILTER_FRAMES = {
-    "train": ["Show {cols} of {entity} {cond}.", "List {cols} of all {entity} {cond}.", "Get {cols} for {entity} {cond}.",
-              "I need {cols} of {entity} {cond}.", "Write a query that returns {cols} of {entity} {cond}.",
-              "Find {entity} {cond} and return {cols}.", "SQL to fetch {cols} of {entity} {cond}?",
-              "Give me {cols} of {entity} {cond}.", "Can you select {cols} of {entity} {cond}?",
-              "Select {cols} from {entity} {cond}.", "Query {cols} of {entity} {cond}.",
-              "Display {cols} for {entity} {cond}."],
-    "heldout": ["Please pull up {cols} of the {entity} {cond}.", "What are {cols} of {entity} {cond}?",
-                "Return {cols} of {entity} {cond}."],
-}
+FILTER_FRAMES = _frames(
+    ["Show", "Show me", "List", "Get", "Get me", "Give me", "Display", "Fetch", "Find", "Pull up", "Select", "Query",
+     "Print", "Look up", "Retrieve", "I need", "I want", "We need", "Can you show", "Could you list", "Please show",
+     "Please list", "Please get", "Let me see"],
+    ["{cols} of {entity} {cond}.", "{cols} of the {entity} {cond}.", "{cols} of all {entity} {cond}.",
+     "{cols} for {entity} {cond}.", "{cols} for every one of the {entity} {cond}."],
+    ["Write a query that returns {cols} of {entity} {cond}.", "Find {entity} {cond} and return {cols}.",
+     "SQL to fetch {cols} of {entity} {cond}?", "Select {cols} from {entity} {cond}.",
+     "Which {entity} are {cond}? Show {cols}.", "What are the {entity} {cond}? I need {cols}.",
+     "Return {cols} for the {entity} {cond}.", "{entity} {cond}: {cols}, please."],
+    ["Please pull up {cols} of the {entity} {cond}.", "What are {cols} of {entity} {cond}?",
+     "Return {cols} of {entity} {cond}.", "Could you get me {cols} of the {entity} {cond}?"],
+)
 
 
 def k_filter(rng: random.Random, split: Split) -> SqlItem:
@@ -168,22 +181,33 @@ def k_filter(rng: random.Random, split: Split) -> SqlItem:
 
 MEASURES = {"price": ("products", "price", "prices"), "stock": ("products", "stock", "stock levels"),
             "total": ("orders", "order total", "order totals"), "salary": ("employees", "salary", "salaries")}
-AGGS = {"SUM": ["sum of the {mp}", "combined {mp}"], "AVG": ["average {ms}", "mean {ms}"],
-        "MIN": ["lowest {ms}", "minimum {ms}", "smallest {ms}"], "MAX": ["highest {ms}", "maximum {ms}", "largest {ms}"]}
+AGGS = {"SUM": ["sum of the {mp}", "combined {mp}", "sum of all {mp}", "total of the {mp}"],
+        "AVG": ["average {ms}", "mean {ms}", "avg {ms}"],
+        "MIN": ["lowest {ms}", "minimum {ms}", "smallest {ms}", "least {ms}"],
+        "MAX": ["highest {ms}", "maximum {ms}", "largest {ms}", "biggest {ms}"]}
 AGG_WORD = {"SUM": "adds up", "AVG": "averages", "MIN": "takes the minimum of", "MAX": "takes the maximum of"}
-AGG_FRAMES = {
-    "train": ["What is the {aggp} of {entity}{cond}?", "Find the {aggp} of {entity}{cond}.",
-              "Calculate the {aggp} across {entity}{cond}.", "Query for the {aggp} of {entity}{cond}.",
-              "I want the {aggp} of {entity}{cond}.", "Show the {aggp} for {entity}{cond}.",
-              "Get me the {aggp} of all {entity}{cond}."],
-    "heldout": ["Tell me the {aggp} of {entity}{cond}.", "What's the {aggp} among {entity}{cond}?"],
-}
-COUNT_FRAMES = {
-    "train": ["How many {entity} are there{cond}?", "Count the {entity}{cond}.", "What is the number of {entity}{cond}?",
-              "Give me the count of {entity}{cond}.", "Count how many {entity} exist{cond}.",
-              "How many {entity} do we have{cond}?", "Number of {entity}{cond}?"],
-    "heldout": ["Tell me how many {entity} we have{cond}.", "What's the total number of {entity}{cond}?"],
-}
+AGG_FRAMES = _frames(
+    ["What is", "What's", "Find", "Calculate", "Compute", "Get", "Get me", "Show", "Show me", "Give me", "Tell me",
+     "I want", "I need", "Query for", "Work out", "Return", "Report"],
+    ["the {aggp} of {entity}{cond}.", "the {aggp} across {entity}{cond}.", "the {aggp} among {entity}{cond}.",
+     "the {aggp} of all {entity}{cond}.", "the {aggp} for {entity}{cond}."],
+    ["What is the {aggp} of {entity}{cond}?", "What's the {aggp} of all {entity}{cond}?",
+     "Which is the {aggp} among {entity}{cond}?", "{aggp} of {entity}{cond}?"],
+    ["Tell me the {aggp} of {entity}{cond}.", "What's the {aggp} among {entity}{cond}?",
+     "Compute the {aggp} over the {entity}{cond}."],
+)
+COUNT_FRAMES = _frames(
+    ["What is", "What's", "Give me", "Get", "Show", "Tell me", "Find", "Return", "I need"],
+    ["the number of {entity}{cond}.", "the count of {entity}{cond}.", "the total number of {entity}{cond}.",
+     "the count of all {entity}{cond}."],
+    ["How many {entity} are there{cond}?", "How many {entity} do we have{cond}?", "How many {entity} exist{cond}?",
+     "How many {entity} have we got{cond}?", "Count the {entity}{cond}.", "Count all {entity}{cond}.",
+     "Count how many {entity} exist{cond}.", "Count how many {entity} there are{cond}.", "Number of {entity}{cond}?",
+     "Total number of {entity}{cond}?", "Can you count the {entity}{cond}?", "Tell me how many {entity} there are{cond}.",
+     "I need to know how many {entity} we have{cond}.", "What is the number of {entity}{cond}?"],
+    ["Tell me how many {entity} we have{cond}.", "What's the total number of {entity}{cond}?",
+     "How many {entity} are in the table{cond}?"],
+)
 
 
 def k_aggregate(rng: random.Random, split: Split) -> SqlItem:
@@ -213,17 +237,24 @@ def k_aggregate(rng: random.Random, split: Split) -> SqlItem:
 GROUPS = [("customers", "city", "city", "cities"), ("orders", "status", "status", "statuses"),
           ("orders", "customer_id", "customer", "customers"), ("products", "category", "category", "categories"),
           ("employees", "department", "department", "departments"), ("employees", "manager_id", "manager", "managers")]
-GROUP_FRAMES = {
-    "train": ["Show the {metric} per {g}.", "Group {entity} by {g} and show the {metric}.",
-              "For each {g}, what is the {metric}?", "List each {g} with the {metric}.",
-              "What is the {metric} in each {g}?", "Give the {metric} grouped by {g}."],
-    "heldout": ["Break down the {metric} by {g}.", "What is the {metric} for every {g}?"],
-}
-HAVING_FRAMES = {
-    "train": [" Only show {gs} where the {metric} is {cmp} {n}.", " Keep only {gs} with the {metric} {cmp} {n}.",
-              " Just the {gs} whose {metric} is {cmp} {n}."],
-    "heldout": [" Only include {gs} having a {metric} {cmp} {n}."],
-}
+GROUP_FRAMES = _frames(
+    ["Show", "Show me", "List", "Give", "Give me", "Get", "Find", "Calculate", "Compute", "What is", "What's", "Tell me",
+     "Break down", "Report", "I need"],
+    ["the {metric} per {g}.", "the {metric} for each {g}.", "the {metric} for every {g}.", "the {metric} in each {g}.",
+     "the {metric} by {g}.", "the {metric} grouped by {g}.", "the {metric} broken down by {g}.",
+     "the {metric} split by {g}."],
+    ["Group {entity} by {g} and show the {metric}.", "For each {g}, what is the {metric}?",
+     "For every {g}, show the {metric}.", "List each {g} with the {metric}.", "List every {g} and its {metric}.",
+     "Per {g}: the {metric}.", "{metric} by {g}?", "What is the {metric} of each {g}?"],
+    ["Break down the {metric} by {g}.", "What is the {metric} for every {g}?", "Per {g}, what is the {metric}?"],
+)
+HAVING_FRAMES = _frames(
+    [" Only show", " Keep only", " Just the", " Only include", " Only list", " Show only", " Include only"],
+    ["{gs} where the {metric} is {cmp} {n}.", "{gs} with the {metric} {cmp} {n}.", "{gs} whose {metric} is {cmp} {n}.",
+     "{gs} with a {metric} {cmp} {n}."],
+    [" Skip {gs} unless the {metric} is {cmp} {n}.", " Only those having a {metric} {cmp} {n}."],
+    [" Only include {gs} having a {metric} {cmp} {n}.", " Leave only the {gs} where the {metric} is {cmp} {n}."],
+)
 
 
 def k_group(rng: random.Random, split: Split) -> SqlItem:
@@ -253,24 +284,35 @@ def k_group(rng: random.Random, split: Split) -> SqlItem:
 
 
 TOPS = [  # (phrases, table, columns, order column, direction)
-    (["most expensive products", "priciest products"], "products", "name, price", "price", "DESC"),
-    (["cheapest products", "least expensive products"], "products", "name, price", "price", "ASC"),
-    (["products with the lowest stock", "products closest to selling out"], "products", "name, stock", "stock", "ASC"),
-    (["products with the most stock", "best stocked products"], "products", "name, stock", "stock", "DESC"),
-    (["highest paid employees", "top earning employees"], "employees", "name, salary", "salary", "DESC"),
-    (["lowest paid employees", "employees with the smallest salaries"], "employees", "name, salary", "salary", "ASC"),
-    (["largest orders", "biggest orders by total"], "orders", "id, total", "total", "DESC"),
-    (["smallest orders", "orders with the lowest totals"], "orders", "id, total", "total", "ASC"),
-    (["most recent orders", "latest orders"], "orders", "id, created_at", "created_at", "DESC"),
-    (["oldest orders", "earliest orders"], "orders", "id, created_at", "created_at", "ASC"),
-    (["newest customers", "most recently registered customers"], "customers", "name, created_at", "created_at", "DESC"),
-    (["first customers to sign up", "oldest customers"], "customers", "name, created_at", "created_at", "ASC"),
+    (["most expensive products", "priciest products", "products with the highest price"],
+     "products", "name, price", "price", "DESC"),
+    (["cheapest products", "least expensive products", "products with the lowest price"],
+     "products", "name, price", "price", "ASC"),
+    (["products with the lowest stock", "products closest to selling out", "products with the least stock"],
+     "products", "name, stock", "stock", "ASC"),
+    (["products with the most stock", "best stocked products", "products with the highest stock"],
+     "products", "name, stock", "stock", "DESC"),
+    (["highest paid employees", "top earning employees", "employees with the highest salaries", "best paid employees"],
+     "employees", "name, salary", "salary", "DESC"),
+    (["lowest paid employees", "employees with the smallest salaries", "employees with the lowest salaries"],
+     "employees", "name, salary", "salary", "ASC"),
+    (["largest orders", "biggest orders by total", "orders with the highest totals"], "orders", "id, total", "total", "DESC"),
+    (["smallest orders", "orders with the lowest totals", "cheapest orders"], "orders", "id, total", "total", "ASC"),
+    (["most recent orders", "latest orders", "newest orders"], "orders", "id, created_at", "created_at", "DESC"),
+    (["oldest orders", "earliest orders", "first orders"], "orders", "id, created_at", "created_at", "ASC"),
+    (["newest customers", "most recently registered customers", "latest customers to sign up"],
+     "customers", "name, created_at", "created_at", "DESC"),
+    (["first customers to sign up", "oldest customers", "earliest customers"],
+     "customers", "name, created_at", "created_at", "ASC"),
 ]
-TOP_FRAMES = {
-    "train": ["Show the top {n} {desc}.", "List the {n} {desc}.", "Which are the {n} {desc}?", "Get the {n} {desc}.",
-              "Find the {n} {desc}.", "Give me the {n} {desc}.", "Top {n} {desc}?"],
-    "heldout": ["I'd like to see the {n} {desc}.", "Could you show me the {n} {desc}?"],
-}
+TOP_FRAMES = _frames(
+    ["Show", "Show me", "List", "Get", "Get me", "Find", "Give me", "Display", "Fetch", "Return", "Tell me",
+     "I want to see", "I'd like", "I need", "Can you show", "Could you list", "Please show", "Let me see"],
+    ["the top {n} {desc}.", "the {n} {desc}.", "only the {n} {desc}."],
+    ["Which are the {n} {desc}?", "What are the {n} {desc}?", "Who are the {n} {desc}?", "Top {n} {desc}?",
+     "The {n} {desc}, please."],
+    ["I'd like to see the {n} {desc}.", "Could you show me the {n} {desc}?", "Show me just the {n} {desc}."],
+)
 
 
 def k_top(rng: random.Random, split: Split) -> SqlItem:
@@ -295,8 +337,11 @@ def _join(train: list[str], heldout: list[str]) -> Callable[[Callable[..., tuple
 
 @_join(["Show each order with the name of the customer who placed it{c}.", "List orders together with customer names{c}.",
         "Join orders and customers to show customer names and order totals{c}.",
-        "Which customer placed each order{c}? Include the total."],
-       ["Display every order next to its customer's name{c}."])
+        "Which customer placed each order{c}? Include the total.", "List every order alongside its customer's name{c}.",
+        "Show each order next to the name of its customer{c}.", "Orders with their customer names{c}.",
+        "Give me all orders and the customers who placed them{c}.",
+        "For each order, show the customer name and the total{c}.", "Display orders with customer names{c}."],
+       ["Display every order next to its customer's name{c}.", "Give me each order together with the customer's name{c}."])
 def _j_orders(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     r = random.Random(str(s))
     opt = r.choice([("", ""), (" for customers from {city}", " WHERE customers.city = '{city}'"),
@@ -307,8 +352,11 @@ def _j_orders(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 
 @_join(["How much has each customer spent in total{c}?", "Total order value per customer name{c}.",
-        "Sum of order totals for each customer{c}.", "Show every customer's total spending{c}."],
-       ["What did each customer spend altogether{c}?"])
+        "Sum of order totals for each customer{c}.", "Show every customer's total spending{c}.",
+        "What is the total spent by each customer{c}?", "How much did every customer spend{c}?",
+        "Total spending per customer{c}.", "How much money has each customer spent overall{c}?",
+        "What did every customer spend in total{c}?"],
+       ["What did each customer spend altogether{c}?", "Show how much every customer has spent{c}."])
 def _j_spent(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     having = random.Random(str(s)).random() < 0.4
     c = f", only those who spent more than {s['total']}" if having else ""
@@ -318,16 +366,20 @@ def _j_spent(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 
 @_join(["How many orders has each customer placed?", "Count the orders per customer name.",
-        "Show each customer with their number of orders."],
-       ["Give the order count for every customer."])
+        "Show each customer with their number of orders.", "What is the order count per customer?",
+        "Number of orders for every customer.", "How many orders did each customer make?",
+        "List every customer with how many orders they placed.", "Give the number of orders of each customer."],
+       ["Give the order count for every customer.", "For each customer, count their orders."])
 def _j_count(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame, f"SELECT customers.name, COUNT(orders.id) {J_SPENT} GROUP BY customers.name;",
             "The JOIN links orders to customers and COUNT counts the orders of each customer.")
 
 
 @_join(["Which products are in order {id}?", "List the products and quantities of order {id}.",
-        "What did order {id} contain?", "Show the items of order number {id} with their quantities."],
-       ["Which products were bought in order {id}, and how many of each?"])
+        "What did order {id} contain?", "Show the items of order number {id} with their quantities.",
+        "What was bought in order {id}?", "Which items were ordered in order {id}, and in what quantity?",
+        "Products purchased in order {id} with quantities.", "How many of each product are in order {id}?"],
+       ["Which products were bought in order {id}, and how many of each?", "What is in order {id}?"])
 def _j_items(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame.format(**s), "SELECT products.name, order_items.quantity FROM order_items JOIN products ON "
             f"order_items.product_id = products.id WHERE order_items.order_id = {s['id']};",
@@ -335,8 +387,10 @@ def _j_items(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 
 @_join(["List each employee with their manager's name{c}.", "Show employees and who they report to{c}.",
-        "Pair every employee with the name of their manager{c}."],
-       ["Who is the manager of each employee{c}?"])
+        "Pair every employee with the name of their manager{c}.", "Who manages each employee{c}?",
+        "Show who is the boss of every employee{c}.", "For every employee, show the manager's name{c}.",
+        "Each employee and their manager{c}.", "Who does each employee report to{c}?"],
+       ["Who is the manager of each employee{c}?", "Show every employee with the person they report to{c}."])
 def _j_managers(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     dept = random.Random(str(s)).random() < 0.4
     c = f" in {s['dept']}" if dept else ""
@@ -346,8 +400,9 @@ def _j_managers(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 
 @_join(["Which customers bought {cat} products?", "Find customers who ordered something from the {cat} category.",
-        "Names of customers that purchased {cat} items."],
-       ["Who has bought anything in the {cat} category?"])
+        "Names of customers that purchased {cat} items.", "Who bought {cat} products?",
+        "Which customers have purchased anything from {cat}?", "Customers who ordered {cat} items."],
+       ["Who has bought anything in the {cat} category?", "List the customers who ordered {cat} products."])
 def _j_bought(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame.format(**s), "SELECT DISTINCT customers.name FROM customers JOIN orders ON orders.customer_id = "
             "customers.id JOIN order_items ON order_items.order_id = orders.id JOIN products ON "
@@ -356,16 +411,19 @@ def _j_bought(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 
 @_join(["Which customers have never placed an order?", "Find customers without any orders.",
-        "List customers with no orders."],
-       ["Show the customers who have not ordered anything yet."])
+        "List customers with no orders.", "Which customers haven't ordered anything?",
+        "Customers who have not placed any orders.", "Show customers that never bought anything.",
+        "Who has not ordered yet?", "List the customers with zero orders."],
+       ["Show the customers who have not ordered anything yet.", "Which customers never ordered?"])
 def _j_none(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame, "SELECT customers.name FROM customers LEFT JOIN orders ON orders.customer_id = customers.id "
             "WHERE orders.id IS NULL;", "The LEFT JOIN keeps every customer and IS NULL keeps those without a match.")
 
 
 @_join(["How many units of each product were sold?", "Total quantity sold per product.",
-        "Show each product with the number of units ordered."],
-       ["For every product, how many units have been ordered?"])
+        "Show each product with the number of units ordered.", "How many units have been sold of each product?",
+        "Units ordered per product.", "For each product, show the total quantity ordered."],
+       ["For every product, how many units have been ordered?", "What quantity of each product was sold?"])
 def _j_units(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame, "SELECT products.name, SUM(order_items.quantity) FROM products JOIN order_items ON "
             "order_items.product_id = products.id GROUP BY products.name;",
@@ -386,54 +444,73 @@ def _person(rng: random.Random) -> tuple[str, str]:
 DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, object]], dict[str, object]], str, str]] = [
     ("insert", {"train": ["Add a customer named {name} with email {email} from {city}.",
                           "Insert a new customer {name}, email {email}, city {city}.",
-                          "Create a customer record for {name} ({email}) in {city}."],
-                "heldout": ["Register {name} from {city} as a customer, email {email}."]},
+                          "Create a customer record for {name} ({email}) in {city}.",
+                          "Register a new customer {name} ({email}) from {city}.",
+                          "New customer: {name}, {email}, {city}."],
+                "heldout": ["Register {name} from {city} as a customer, email {email}.",
+                            "Please add {name} ({email}), who lives in {city}, as a customer."]},
      lambda r, s: dict(zip(("name", "email"), _person(r))),
      "INSERT INTO customers (name, email, city) VALUES ('{name}', '{email}', '{city}');",
      "INSERT adds one row with the given values; the id is assigned automatically."),
     ("insert", {"train": ["Add a product called {pname} in {cat} priced {price} with {stock} in stock.",
-                          "Insert a new {cat} product {pname} costing {price}, stock {stock}."],
+                          "Insert a new {cat} product {pname} costing {price}, stock {stock}.",
+                          "Put {pname} in the catalog: {cat}, price {price}, stock {stock}.",
+                          "New {cat} product {pname} at price {price} with {stock} in stock."],
                 "heldout": ["Put a new product {pname} into the {cat} category at price {price} with stock {stock}."]},
      lambda r, s: {"pname": f"{r.choice(ADJ)} {r.choice(NOUN)}"},
      "INSERT INTO products (name, price, category, stock) VALUES ('{pname}', {price}, '{cat}', {stock});",
      "INSERT adds one product row with the given values."),
     ("insert", {"train": ["Add an employee {name} to {dept} with salary {salary}.",
-                          "Hire {name} into the {dept} department at a salary of {salary}."],
-                "heldout": ["Insert employee {name}, department {dept}, salary {salary}."]},
+                          "Hire {name} into the {dept} department at a salary of {salary}.",
+                          "Insert a new employee {name} in {dept} earning {salary}.",
+                          "New employee {name}, department {dept}, salary {salary}."],
+                "heldout": ["Insert employee {name}, department {dept}, salary {salary}.",
+                            "We hired {name} for {dept} at {salary}, add them."]},
      lambda r, s: {"name": _person(r)[0]},
      "INSERT INTO employees (name, department, salary) VALUES ('{name}', '{dept}', {salary});",
      "INSERT adds one employee row with the given values."),
     ("update", {"train": ["Set the price of product {id} to {price}.", "Change product {id}'s price to {price}.",
-                          "Update the price of product id {id} to {price}."],
+                          "Update the price of product id {id} to {price}.", "Make product {id} cost {price}.",
+                          "The price of product {id} is now {price}, update it."],
                 "heldout": ["Product {id} should now cost {price}."]},
      lambda r, s: {}, "UPDATE products SET price = {price} WHERE id = {id};",
      "UPDATE changes the price of the one row whose id matches."),
     ("update", {"train": ["Mark order {id} as {status}.", "Change the status of order {id} to {status}.",
-                          "Set order {id} to {status}."],
+                          "Set order {id} to {status}.", "Update order {id} so its status is {status}.",
+                          "Order {id} should be marked {status}."],
                 "heldout": ["Order {id} is now {status}, update it."]},
      lambda r, s: {}, "UPDATE orders SET status = '{status}' WHERE id = {id};",
      "UPDATE changes the status of the order with that id."),
     ("update", {"train": ["Move customer {id} to {city}.", "Change the city of customer {id} to {city}.",
-                          "Customer {id} moved to {city}, update the record."],
+                          "Customer {id} moved to {city}, update the record.", "Customer {id} now lives in {city}.",
+                          "Update customer {id}: the city is {city}."],
                 "heldout": ["Set {city} as the city of customer {id}."]},
      lambda r, s: {}, "UPDATE customers SET city = '{city}' WHERE id = {id};",
      "UPDATE changes the city of the customer with that id."),
     ("update", {"train": ["Give everyone in {dept} a salary of {salary}.", "Set the salary of all {dept} employees to {salary}.",
-                          "Update salaries in the {dept} department to {salary}."],
-                "heldout": ["All employees of {dept} should earn {salary} now."]},
+                          "Update salaries in the {dept} department to {salary}.",
+                          "Everyone in {dept} should now be paid {salary}.",
+                          "Make the salary of every {dept} employee {salary}.",
+                          "Staff in {dept} should earn {salary} from now on."],
+                "heldout": ["All employees of {dept} should earn {salary} now.",
+                            "Change every {dept} salary to {salary}."]},
      lambda r, s: {}, "UPDATE employees SET salary = {salary} WHERE department = '{dept}';",
      "UPDATE sets the salary of every row in that department."),
     ("delete", {"train": ["Delete all {status} orders.", "Remove every order with status {status}.",
-                          "Delete the orders that are {status}."],
-                "heldout": ["Get rid of the {status} orders."]},
+                          "Delete the orders that are {status}.", "Erase all {status} orders.",
+                          "Clear out the {status} orders.", "Remove the {status} orders from the table."],
+                "heldout": ["Get rid of the {status} orders.", "Please delete every order marked {status}."]},
      lambda r, s: {}, "DELETE FROM orders WHERE status = '{status}';", "DELETE removes every order with that status."),
-    ("delete", {"train": ["Delete customer {id}.", "Remove the customer with id {id}.", "Delete the customer whose id is {id}."],
+    ("delete", {"train": ["Delete customer {id}.", "Remove the customer with id {id}.", "Delete the customer whose id is {id}.",
+                          "Get rid of customer {id}.", "Customer {id} should be deleted."],
                 "heldout": ["Customer {id} must be removed from the table."]},
      lambda r, s: {}, "DELETE FROM customers WHERE id = {id};", "DELETE removes the one row whose id matches."),
-    ("delete", {"train": ["Delete products with less than {stock} in stock.", "Remove products whose stock is below {stock}."],
+    ("delete", {"train": ["Delete products with less than {stock} in stock.", "Remove products whose stock is below {stock}.",
+                          "Get rid of products with stock below {stock}.", "Erase every product with fewer than {stock} in stock."],
                 "heldout": ["Drop every product with stock under {stock}."]},
      lambda r, s: {}, "DELETE FROM products WHERE stock < {stock};", "DELETE removes the products whose stock is below the value."),
-    ("delete", {"train": ["Delete orders placed before {d}.", "Remove all orders created before {d}."],
+    ("delete", {"train": ["Delete orders placed before {d}.", "Remove all orders created before {d}.",
+                          "Delete orders older than {d}.", "Get rid of orders from before {d}."],
                 "heldout": ["Clear out the orders older than {d}."]},
      lambda r, s: {}, "DELETE FROM orders WHERE created_at < '{d}';", "DELETE removes the orders created before that date."),
 ]
@@ -443,8 +520,11 @@ INDEXABLE = [("orders", "customer_id"), ("orders", "status"), ("orders", "create
 INDEX_FRAMES = {
     "train": ["Create an index on {table}.{col}.", "Add an index for the {col} column of {table}.",
               "My queries that filter {table} by {col} are slow. How do I speed them up?",
-              "How can I make lookups of {table} by {col} faster?", "Index {table} on {col}."],
-    "heldout": ["Searching {table} on {col} takes too long, what should I do?"],
+              "How can I make lookups of {table} by {col} faster?", "Index {table} on {col}.",
+              "Filtering {table} by {col} takes too long. Any fix?", "Lookups on {table}.{col} are slow, what should I do?",
+              "Speed up searches on {table} by {col}.", "Queries on {table}.{col} take forever."],
+    "heldout": ["Searching {table} on {col} takes too long, what should I do?",
+                "How do I make searching {table} by {col} quicker?"],
 }
 
 
@@ -506,11 +586,27 @@ def _sloppy(rng: random.Random, q: str) -> str:
     return q
 
 
+LEAD_INS = ["Hi, ", "Hey, ", "Quick question: ", "Question: ", "SQL question: ", "Next one: ", "OK, ", "Now: "]
+SIGN_OFFS = [" Thanks!", " Thank you.", " Thanks in advance.", " Please.", " Cheers."]
+
+
+def _chatty(rng: random.Random, q: str) -> str:
+    """Users add greetings and thanks around a question; training sees them so they do not derail an answer."""
+    if rng.random() < 0.12:
+        q = rng.choice(LEAD_INS) + (q[0].lower() + q[1:] if not q[1:2].isupper() else q)
+    if rng.random() < 0.1:
+        q += rng.choice(SIGN_OFFS)
+    return q
+
+
 def sql_item(rng: random.Random, split: Split = "train") -> SqlItem:
     """One question of the sql persona with its answer (concept answers have no SQL)."""
     fn = rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
     item = fn(rng, split)
-    return SqlItem(item.kind, _sloppy(rng, item.question), item.sql, item.explanation)
+    q = _sloppy(rng, item.question)
+    if split == "train":
+        q = _chatty(rng, q)
+    return SqlItem(item.kind, q, item.sql, item.explanation)
 
 
 def render_answer(item: SqlItem) -> str:

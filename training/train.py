@@ -101,7 +101,7 @@ def initial_state(model: RWKV7, personas: list[int], pstates: list[list[torch.Te
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the WePrompt demo RWKV-7 from scratch.")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--max-minutes", type=float, default=85.0,
                     help="training time cap: the schedule follows max(step/steps, time/cap), so a slow CPU anneals early")
     ap.add_argument("--batch", type=int, default=24)
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--head-size", type=int, default=32)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--full-prefix-frac", type=float, default=0.1)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads; 1 is fastest on a shared 2-core machine (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch CPU threads; 2 suits an idle 2-core machine, 1 a shared one (0: torch's default)")
     ap.add_argument("--out-dir", type=Path, default=DEMO_DIR)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/weprompt-demo-train"))
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
