@@ -11,7 +11,7 @@ DEMO_DIR = Path(__file__).resolve().parent
 DEMO_MODEL_PATH = DEMO_DIR / "weprompt-demo-rwkv7.pth"
 DEMO_TOKENIZER_PATH = DEMO_DIR / "weprompt-demo-rwkv7.tokenizer.json"  # the engine's `<model-stem>.tokenizer.json`
 DEMO_DESCRIPTION = (
-    "a small demo model (RWKV-7, 4.7M parameters) that only knows the sql, project and general personas; "
+    "a small demo model (RWKV-7, 1.6M parameters) that only knows the sql, project and general personas; "
     "pull a real one with `weprompt models pull NAME` or pass `--model PATH`"
 )
 
