@@ -37,7 +37,8 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.time()
-    rep = evaluate(args.model, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens)
+    rep = evaluate(args.model, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens,
+                   with_natural=True)
     summary = {
         "model": str(args.model),
         "fixed_heldout_match": f"{rep.fixed_match}/{rep.fixed_total}",
@@ -51,13 +52,17 @@ def main() -> None:
     }
     print(f"execution match (held-out): {rep.heldout_match}/{rep.heldout_total} "
           f"({summary['heldout_execution_match']:.0%}); fixed ten: {summary['fixed_heldout_match']}")
+    nat_hit, nat_n = rep.by_kind["natural"]
+    summary["natural_match"] = f"{nat_hit}/{nat_n}"
+    print(f"plain questions (training/sqleval.py NATURAL_HELDOUT): {nat_hit}/{nat_n}")
     print(f"turn-end rate: {rep.turn_end}/{rep.turn_total} ({summary['turn_end_rate']:.0%})")
     print(f"greedy decode: {summary['decode_tokens_per_s']} tokens/s (1 thread, fp32)")
     for f in rep.failures[:10]:
         print(f"  miss: {f['question']!r}\n    got: {f['answer']!r}\n    ref: {f['reference']}")
     print("by kind: " + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items())))
     if args.baseline:
-        base = evaluate(args.baseline, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens)
+        base = evaluate(args.baseline, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens,
+                        with_natural=True)
         summary["baseline"] = {"model": str(args.baseline), "heldout_match": f"{base.heldout_match}/{base.heldout_total}",
                                "turn_end": f"{base.turn_end}/{base.turn_total}",
                                "decode_tokens_per_s": round(base.tokens_per_s, 1)}

@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `training/` is a top-level folder of the checko
 
 from training import sqlgen
 from training.corpus import OFF_TOPIC, PERSONAS, documents, persona_prefix
-from training.sqleval import FIXED_HELDOUT, execution_match, extract_sql, result_of
+from training.sqleval import FIXED_HELDOUT, NATURAL_HELDOUT, execution_match, extract_sql, result_of
 from weprompt_cli.demo import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, demo_available
 
 
@@ -50,12 +50,13 @@ def test_corpus_is_deterministic_and_in_chat_format() -> None:
 
 def test_heldout_phrasings_never_appear_in_training_frames() -> None:
     frame_sets = [sqlgen.FILTER_FRAMES, sqlgen.AGG_FRAMES, sqlgen.COUNT_FRAMES, sqlgen.GROUP_FRAMES,
-                  sqlgen.HAVING_FRAMES, sqlgen.TOP_FRAMES, sqlgen.INDEX_FRAMES, sqlgen.EXPLAIN_FRAMES, OFF_TOPIC]
+                  sqlgen.HAVING_FRAMES, sqlgen.TOP_FRAMES, sqlgen.INDEX_FRAMES, sqlgen.EXPLAIN_FRAMES, OFF_TOPIC,
+                  sqlgen.ROWS_FRAMES, sqlgen.WHICH_FRAMES, sqlgen.AGG_BARE_FRAMES, sqlgen.COUNT_VERB_FRAMES]
     frame_sets += [f for f, _ in sqlgen.JOINS] + [f for _, f, _, _, _ in sqlgen.DML] + [f for f, _ in sqlgen.CONCEPTS]
     for frames in frame_sets:
         assert not set(frames["train"]) & set(frames["heldout"])
     train_questions = {s.text for doc in documents(400, seed=11) for s in doc[1::2]}
-    for q, _ in FIXED_HELDOUT:
+    for q, _ in FIXED_HELDOUT + NATURAL_HELDOUT:
         assert f"User: {q}\n\nAssistant:" not in train_questions
 
 
@@ -77,9 +78,9 @@ def test_generated_reference_sql_runs_on_the_demo_database() -> None:
         item = sqlgen.sql_item(rng, rng.choice(["train", "heldout"]))
         if item.sql:
             assert result_of(item.sql)[0] != "error", item.sql
-    for _, ref in FIXED_HELDOUT:
+    for _, ref in FIXED_HELDOUT + NATURAL_HELDOUT:
         kind, rows = result_of(ref)
-        assert kind in ("rows", "tables") and rows  # every fixed question has a non-empty answer
+        assert kind in ("rows", "tables") and rows, ref  # every fixed question has a non-empty answer
 
 
 def test_execution_match_compares_results_not_text() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from training.corpus import turn
-from training.sqleval import FIXED_HELDOUT, execution_match, extract_sql, heldout_sql_items
+from training.sqleval import FIXED_HELDOUT, NATURAL_HELDOUT, execution_match, extract_sql, heldout_sql_items
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,11 +58,14 @@ class Report:
         return self.gen_tokens / self.gen_seconds if self.gen_seconds else 0.0
 
 
-def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: int = 200) -> Report:
-    """Run the fixed held-out SQL questions, n_generated more held-out SQL questions and other personas' prompts."""
+def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: int = 200,
+             with_natural: bool = False) -> Report:
+    """Run the fixed held-out SQL questions, n_generated more held-out SQL questions, optionally the plain
+    questions of `NATURAL_HELDOUT`, and other personas' prompts."""
     gen = heldout_sql_items(n_generated) if n_generated else []
-    sql_qs = [(q, ref) for q, ref in FIXED_HELDOUT] + [(it.question, it.sql) for it in gen]
-    kinds = ["fixed"] * len(FIXED_HELDOUT) + [it.kind for it in gen]
+    natural = NATURAL_HELDOUT if with_natural else []
+    sql_qs = [(q, ref) for q, ref in FIXED_HELDOUT] + [(it.question, it.sql) for it in gen] + natural
+    kinds = ["fixed"] * len(FIXED_HELDOUT) + [it.kind for it in gen] + ["natural"] * len(natural)
     items = [{"persona": "sql", "question": q} for q, _ in sql_qs] + other_heldout_prompts(n_other)
     res = ask(model, items, max_tokens)["results"]
     matches = [execution_match(extract_sql(r["text"]), ref) for (_, ref), r in zip(sql_qs, res)]
@@ -73,7 +76,8 @@ def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: in
     for kind, ok in zip(kinds, matches):
         hit, total = by_kind.get(kind, (0, 0))
         by_kind[kind] = (hit + ok, total + 1)
-    return Report(fixed_match=sum(matches[:nf]), fixed_total=nf, heldout_match=sum(matches),
-                  heldout_total=len(matches), turn_end=sum(r["ended"] for r in res), turn_total=len(res),
+    n_heldout = nf + len(gen)  # the natural questions are scored apart (by_kind["natural"])
+    return Report(fixed_match=sum(matches[:nf]), fixed_total=nf, heldout_match=sum(matches[:n_heldout]),
+                  heldout_total=n_heldout, turn_end=sum(r["ended"] for r in res), turn_total=len(res),
                   gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
                   failures=failures, by_kind=by_kind)

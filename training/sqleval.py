@@ -64,6 +64,34 @@ FIXED_HELDOUT: list[tuple[str, str]] = [
     ("Get rid of the cancelled orders.", "DELETE FROM orders WHERE status = 'cancelled';"),
 ]
 
+# Plain questions a new user types first, written without looking at the question frames. Convention
+# (the corpus follows it): "which ..." answers with the names (ids for orders), "show/list ..." with all columns.
+NATURAL_HELDOUT: list[tuple[str, str]] = [
+    ("Which customers live in Paris?", "SELECT name FROM customers WHERE city = 'Paris';"),
+    ("Which employees earn more than 80000?", "SELECT name FROM employees WHERE salary > 80000;"),
+    ("Which products cost less than 20?", "SELECT name FROM products WHERE price < 20;"),
+    ("Which orders are pending?", "SELECT id FROM orders WHERE status = 'pending';"),
+    ("list orders that are pending", "SELECT * FROM orders WHERE status = 'pending';"),
+    ("Show all products in the toys category.", "SELECT * FROM products WHERE category = 'toys';"),
+    ("List employees in the sales department.", "SELECT * FROM employees WHERE department = 'sales';"),
+    ("Show orders over 300.", "SELECT * FROM orders WHERE total > 300;"),
+    ("How many customers are from London?", "SELECT COUNT(*) FROM customers WHERE city = 'London';"),
+    ("How many orders were cancelled?", "SELECT COUNT(*) FROM orders WHERE status = 'cancelled';"),
+    ("What's the average salary in engineering?", "SELECT AVG(salary) FROM employees WHERE department = 'engineering';"),
+    ("What is the most expensive product?", "SELECT name, price FROM products ORDER BY price DESC LIMIT 1;"),
+    ("Top 3 customers by spending", "SELECT customers.name, SUM(orders.total) FROM customers JOIN orders ON "
+     "orders.customer_id = customers.id GROUP BY customers.name ORDER BY SUM(orders.total) DESC LIMIT 3;"),
+    ("Count products per category.", "SELECT category, COUNT(*) FROM products GROUP BY category;"),
+    ("average order total by status", "SELECT status, AVG(total) FROM orders GROUP BY status;"),
+    ("How many orders does each customer have?", "SELECT customers.name, COUNT(orders.id) FROM customers JOIN "
+     "orders ON orders.customer_id = customers.id GROUP BY customers.name;"),
+    ("Which customers have no orders?", "SELECT customers.name FROM customers LEFT JOIN orders ON "
+     "orders.customer_id = customers.id WHERE orders.id IS NULL;"),
+    ("Show me the 3 newest customers.", "SELECT name, created_at FROM customers ORDER BY created_at DESC LIMIT 3;"),
+    ("Delete customer 12.", "DELETE FROM customers WHERE id = 12;"),
+    ("Change the price of product 4 to 35.", "UPDATE products SET price = 35 WHERE id = 4;"),
+]
+
 
 def _date(rng: random.Random) -> str:
     return f"{rng.choice(['2023', '2024', '2025'])}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"

@@ -59,8 +59,15 @@ def _frames(openers: list[str], bodies: list[str], extra: list[str], heldout: li
     Composing the frames gives training many ways to ask the same thing, so a held-out sentence is
     new as a whole while its words are not (a model trained only on this corpus knows no others).
     """
-    train = [f"{o} {b}" for o in openers for b in bodies] + extra
+    train = [_punctuate(f"{o} {b}") for o in openers for b in bodies] + extra
     return {"train": sorted(set(train) - set(heldout)), "heldout": heldout}
+
+
+def _punctuate(frame: str) -> str:
+    """A composed frame that opens with a question word ends with a question mark."""
+    if frame.split(" ", 1)[0] in ("What", "What's", "Which", "How", "Who") and frame.endswith("."):
+        return frame[:-1] + "?"
+    return frame
 
 
 # ---- tables: entity words, column choices, filter conditions ----------------------------------------
@@ -140,6 +147,69 @@ CONDS: dict[str, list[Cond]] = {
 }
 
 
+# The same conditions as verb phrases, for "Which customers live in Paris?" (the entity is plural).
+VERB_CONDS: dict[str, list[Cond]] = {
+    "customers": [
+        (["live in {city}", "are from {city}", "are based in {city}", "are in {city}"], "city = '{city}'",
+         "filters on the city column"),
+        (["have names starting with {L}", "have a name that starts with {L}"], "name LIKE '{L}%'",
+         "uses LIKE with a trailing wildcard to match the first letter"),
+        (["have an email at {domain}", "use {domain} email addresses", "have emails ending with @{domain}"],
+         "email LIKE '%@{domain}'", "uses LIKE with a leading wildcard to match the email domain"),
+        (["signed up after {d}", "joined after {d}", "were created after {d}"], "created_at > '{d}'",
+         "compares created_at with the date"),
+        (["signed up before {d}", "joined before {d}", "were created before {d}"], "created_at < '{d}'",
+         "compares created_at with the date"),
+        (["signed up between {d1} and {d2}", "joined between {d1} and {d2}"], "created_at BETWEEN '{d1}' AND '{d2}'",
+         "keeps created_at inside the date range with BETWEEN"),
+        (["signed up in {y}", "joined in {y}"], "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'",
+         "keeps created_at inside that year with BETWEEN"),
+    ],
+    "orders": [
+        (["are {status}", "have status {status}", "are marked {status}"], "status = '{status}'",
+         "filters on the status column"),
+        (["are worth more than {total}", "have a total above {total}", "cost more than {total}"], "total > {total}",
+         "keeps rows whose total is greater than the value"),
+        (["are worth less than {total}", "have a total below {total}", "cost less than {total}"], "total < {total}",
+         "keeps rows whose total is less than the value"),
+        (["belong to customer {id}", "were placed by customer {id}"], "customer_id = {id}",
+         "filters on the customer_id foreign key"),
+        (["were placed after {d}", "were created after {d}"], "created_at > '{d}'", "compares created_at with the date"),
+        (["were placed before {d}", "were created before {d}"], "created_at < '{d}'", "compares created_at with the date"),
+        (["were placed between {d1} and {d2}"], "created_at BETWEEN '{d1}' AND '{d2}'",
+         "keeps created_at inside the date range with BETWEEN"),
+        (["were placed in {y}", "are from {y}"], "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'",
+         "keeps created_at inside that year with BETWEEN"),
+    ],
+    "products": [
+        (["are in the {cat} category", "belong to {cat}", "are in category {cat}"], "category = '{cat}'",
+         "filters on the category column"),
+        (["cost less than {price}", "are cheaper than {price}", "are priced under {price}"], "price < {price}",
+         "keeps rows whose price is less than the value"),
+        (["cost more than {price}", "are more expensive than {price}", "are priced over {price}"], "price > {price}",
+         "keeps rows whose price is greater than the value"),
+        (["have fewer than {stock} in stock", "have stock below {stock}"], "stock < {stock}",
+         "keeps rows whose stock is less than the value"),
+        (["have more than {stock} in stock", "have stock above {stock}"], "stock > {stock}",
+         "keeps rows whose stock is greater than the value"),
+        (["have {word} in the name", "have names containing {word}"], "name LIKE '%{word}%'",
+         "uses LIKE with wildcards on both sides to match part of the name"),
+    ],
+    "employees": [
+        (["work in {dept}", "are in the {dept} department", "belong to the {dept} team"], "department = '{dept}'",
+         "filters on the department column"),
+        (["earn more than {salary}", "make more than {salary}", "are paid over {salary}", "have a salary above {salary}"],
+         "salary > {salary}", "keeps rows whose salary is greater than the value"),
+        (["earn less than {salary}", "make less than {salary}", "are paid under {salary}"], "salary < {salary}",
+         "keeps rows whose salary is less than the value"),
+        (["report to employee {id}", "are managed by employee {id}"], "manager_id = {id}",
+         "filters on the manager_id column"),
+        (["have names starting with {L}"], "name LIKE '{L}%'", "uses LIKE with a trailing wildcard"),
+    ],
+}
+NAME_COL = {"customers": "name", "orders": "id", "products": "name", "employees": "name"}  # what "which ..." returns
+
+
 def _slots(rng: random.Random) -> dict[str, object]:
     d1, d2 = sorted(rng.sample([_date(rng) for _ in range(4)], 2))
     return {"city": rng.choice(CITIES), "status": rng.choice(STATUSES), "cat": rng.choice(CATEGORIES),
@@ -149,8 +219,8 @@ def _slots(rng: random.Random) -> dict[str, object]:
             "salary": _n(rng, "salary"), "id": _n(rng, "id")}
 
 
-def _cond(rng: random.Random, table: str, s: dict[str, object]) -> tuple[str, str, str]:
-    phrases, sql, why = rng.choice(CONDS[table])
+def _cond(rng: random.Random, table: str, s: dict[str, object], verbs: bool = False) -> tuple[str, str, str]:
+    phrases, sql, why = rng.choice((VERB_CONDS if verbs else CONDS)[table])
     return rng.choice(phrases).format(**s), sql.format(**s), why
 
 
@@ -170,12 +240,39 @@ FILTER_FRAMES = _frames(
 )
 
 
+ROWS_FRAMES = _frames(  # no columns named: all of them
+    ["Show", "Show me", "List", "Get", "Give me", "Display", "Fetch", "Find", "Pull up", "Look up", "I need", "I want",
+     "Can you show", "Please list", "Let me see"],
+    ["{entity} {cond}.", "all {entity} {cond}.", "the {entity} {cond}.", "every one of the {entity} {cond}."],
+    ["{entity} {cond}?", "All {entity} {cond}, please."],
+    ["Show me everything about the {entity} {cond}.", "Bring up all the {entity} {cond}."],
+)
+WHICH_FRAMES = _frames(  # a verb phrase condition; the answer names the rows
+    ["Which", "What", "Tell me which", "Find which", "Show which", "List which", "Can you tell me which", "I want to know which"],
+    ["{entity} {vp}?", "of the {entity} {vp}?"],
+    ["Who are the {entity} that {vp}?", "Name the {entity} that {vp}.", "Names of the {entity} that {vp}?"],
+    ["Which {entity} {vp}? Just the names.", "Do we have {entity} that {vp}? List them."],
+)
+
+
 def k_filter(rng: random.Random, split: Split) -> SqlItem:
     table = rng.choice(list(CONDS))
     s = _slots(rng)
-    cols, cols_p = rng.choice(COLS[table])
-    cphrase, csql, why = _cond(rng, table, s)
-    q = _pick(rng, FILTER_FRAMES, split).format(cols=cols_p, entity=rng.choice(ENTITY[table]), cond=cphrase)
+    entity = rng.choice(ENTITY[table])
+    x = rng.random()
+    if x < 0.2:
+        verbs = rng.random() < 0.4  # "orders that are pending" as well as "orders with status pending"
+        cphrase, csql, why = _cond(rng, table, s, verbs=verbs)
+        cphrase = f"that {cphrase}" if verbs else cphrase
+        q, cols = _pick(rng, ROWS_FRAMES, split).format(entity=entity, cond=cphrase), "*"
+    elif x < 0.45:
+        vp, csql, why = _cond(rng, table, s, verbs=True)
+        q, cols = _pick(rng, WHICH_FRAMES, split).format(entity=entity, vp=vp), NAME_COL[table]
+    else:
+        cols, cols_p = rng.choice(COLS[table])
+        cphrase, csql, why = _cond(rng, table, s)
+        q = _pick(rng, FILTER_FRAMES, split).format(cols=cols_p, entity=entity, cond=cphrase)
+    q = q[0].upper() + q[1:]
     return SqlItem("filter", q, f"SELECT {cols} FROM {table} WHERE {csql};", f"This reads the {table} table and {why}.")
 
 
@@ -196,6 +293,18 @@ AGG_FRAMES = _frames(
     ["Tell me the {aggp} of {entity}{cond}.", "What's the {aggp} among {entity}{cond}?",
      "Compute the {aggp} over the {entity}{cond}."],
 )
+AGG_BARE_FRAMES = _frames(
+    ["What is", "What's", "Find", "Calculate", "Get", "Show", "Give me", "Tell me", "I need"],
+    ["the {aggp}{cond}.", "the overall {aggp}{cond}."],
+    ["What is the {aggp}{cond}?", "{aggp}{cond}?"],
+    ["What's the {aggp}{cond}?", "Work out the {aggp}{cond}."],
+)
+COUNT_VERB_FRAMES = _frames(
+    ["How many", "Count the", "Count all", "Count how many", "Tell me how many", "Find out how many"],
+    ["{entity} {vp}?", "{entity} {vp}."],
+    ["What is the number of {entity} that {vp}?", "Number of {entity} that {vp}?"],
+    ["How many of our {entity} {vp}?", "Give me the number of {entity} that {vp}."],
+)
 COUNT_FRAMES = _frames(
     ["What is", "What's", "Give me", "Get", "Show", "Tell me", "Find", "Return", "I need"],
     ["the number of {entity}{cond}.", "the count of {entity}{cond}.", "the total number of {entity}{cond}.",
@@ -215,10 +324,15 @@ def k_aggregate(rng: random.Random, split: Split) -> SqlItem:
     if rng.random() < 0.35:
         table = rng.choice(list(CONDS))
         where, cphrase, why = "", "", ""
-        if rng.random() < 0.6:
-            cphrase, csql, why = _cond(rng, table, s)
-            where, cphrase = f" WHERE {csql}", " " + cphrase
-        q = _pick(rng, COUNT_FRAMES, split).format(entity=rng.choice(ENTITY[table]), cond=cphrase)
+        entity = rng.choice(ENTITY[table])
+        if rng.random() < 0.3:
+            vp, csql, why = _cond(rng, table, s, verbs=True)
+            where, q = f" WHERE {csql}", _pick(rng, COUNT_VERB_FRAMES, split).format(entity=entity, vp=vp)
+        else:
+            if rng.random() < 0.6:
+                cphrase, csql, why = _cond(rng, table, s)
+                where, cphrase = f" WHERE {csql}", " " + cphrase
+            q = _pick(rng, COUNT_FRAMES, split).format(entity=entity, cond=cphrase)
         expl = f"COUNT(*) counts the rows{' and the WHERE clause ' + why if why else ''}."
         return SqlItem("count", q, f"SELECT COUNT(*) FROM {table}{where};", expl)
     col = rng.choice(list(MEASURES))
@@ -229,7 +343,10 @@ def k_aggregate(rng: random.Random, split: Split) -> SqlItem:
     if rng.random() < 0.5:
         cphrase, csql, _ = _cond(rng, table, s)
         where, cphrase = f" WHERE {csql}", " " + cphrase
-    q = _pick(rng, AGG_FRAMES, split).format(aggp=aggp, entity=rng.choice(ENTITY[table]), cond=cphrase)
+    if rng.random() < 0.25:  # the measure names its table: "What is the average salary in the sales department?"
+        q = _pick(rng, AGG_BARE_FRAMES, split).format(aggp=aggp, cond=cphrase)
+    else:
+        q = _pick(rng, AGG_FRAMES, split).format(aggp=aggp, entity=rng.choice(ENTITY[table]), cond=cphrase)
     expl = f"{agg}({col}) {AGG_WORD[agg]} the {col} column{' of the rows that match the WHERE clause' if where else ''}."
     return SqlItem("aggregate", q, f"SELECT {agg}({col}) FROM {table}{where};", expl)
 
@@ -595,7 +712,7 @@ def _chatty(rng: random.Random, q: str) -> str:
     if rng.random() < 0.12:
         q = rng.choice(LEAD_INS) + (q[0].lower() + q[1:] if not q[1:2].isupper() else q)
     if rng.random() < 0.1:
-        q += rng.choice(SIGN_OFFS)
+        q = (q if q[-1] in ".?!" else q + ".") + rng.choice(SIGN_OFFS)
     return q
 
 
