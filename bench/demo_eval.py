@@ -22,8 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.evaluate import evaluate
+from training.evaluate import Report, evaluate
 from weprompt_cli.demo import DEMO_MODEL_PATH
+
+
+def by_kind_line(rep: Report) -> str:
+    """'aggregate 15/17, count 9/11, ...': matched / asked per question kind."""
+    return ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items()))
 
 
 def main() -> None:
@@ -59,7 +64,7 @@ def main() -> None:
     print(f"greedy decode: {summary['decode_tokens_per_s']} tokens/s (1 thread, fp32)")
     for f in rep.failures[:10]:
         print(f"  miss: {f['question']!r}\n    got: {f['answer']!r}\n    ref: {f['reference']}")
-    print("by kind: " + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items())))
+    print("by kind: " + by_kind_line(rep))
     if args.baseline:
         base = evaluate(args.baseline, n_generated=args.generated, n_other=args.other, max_tokens=args.max_tokens,
                         with_natural=True)
@@ -69,7 +74,7 @@ def main() -> None:
         print(f"baseline {args.baseline.name}: {base.heldout_match}/{base.heldout_total}; "
               f"execution match ratio {rep.heldout_match / max(base.heldout_match, 1):.2f}, "
               f"turn-end {base.turn_end}/{base.turn_total}, decode ratio {rep.tokens_per_s / base.tokens_per_s:.2f}")
-        print("baseline by kind: " + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in sorted(base.by_kind.items())))
+        print("baseline by kind: " + by_kind_line(base))
     summary["by_kind"] = {k: f"{hit}/{n}" for k, (hit, n) in sorted(rep.by_kind.items())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**summary, "failures": rep.failures}, indent=1) + "\n")
