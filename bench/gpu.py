@@ -15,11 +15,18 @@ temp folder) it prints, per size:
   one sync per token as a sampler has;
 - WePrompt decode: `Engine.generate` (graph replay + GPU sampler + streaming text), greedy,
   and with the default sampling settings; the ratio to the bare package and to the ceiling;
-- greedy parity of the two over 200 tokens from the same state;
-- prefill tok/s at 16, 128 and 1024 tokens per route: `chunk` (`model.forward` over the
-  input: the package's CUDA kernel when it built) and `graph` (one replay per token);
-- at 1.5B: time to first token after a 128-token message (feed + the first sampled id),
-  after a warm-up, for the bare package and for WePrompt.
+- greedy parity of the two over 200 tokens from the same state, and a teacher-forced
+  comparison (both fed the bare package's tokens): where their argmaxes differ, the bare
+  logits' top-two margin there (a near tie in fp16, or a real difference?);
+- the other block math of the graph (forward.py `ops`), decode speed and parity;
+- prefill tok/s at 1 to 1024 tokens per route: `chunk` (`model.forward` over the input:
+  the package's CUDA kernel when it built) and `graph` (one replay per token);
+- at 1.5B: time to first token after a 128-token message (bare: forward + argmax;
+  WePrompt: until the first text leaves `Engine.generate`), after a warm-up; a new
+  process's first prefills of unseen lengths (with and without the load-time warm-up and
+  the shape-generic TorchScript fusion); the prefill routes with the kernel turned off.
+
+`bash bench/gpu_session.sh` runs this after end-to-end CLI checks on the GPU, in one go.
 
 Everything printed also goes to bench/results/gpu-<UTC time>.txt (dry run: gpu-dry-run.txt),
 line by line, so a run cut short keeps what it measured. Goals (issue 10): WePrompt decode
@@ -46,7 +53,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 SIZES = {"0.19B": (12, 768), "1.5B": (24, 2048), "7.2B": (32, 4096)}
 DRY_SIZES = {"tiny-a": (2, 128), "tiny-b": (2, 256)}
 VOCAB = 65536
-PREFILL_LENGTHS = (16, 128, 1024)
+PREFILL_LENGTHS = (1, 2, 4, 8, 16, 128, 1024)
+FRESH_LENGTHS = (37, 91, 150, 23, 64, 12)  # a new process's first messages: lengths it has not seen
 TEXT = (
     "User: How do I find the customers who placed more than three orders last month, with their totals? "
     "Group the orders by customer and filter the groups with HAVING, then sort by the amount spent. "
@@ -270,6 +278,8 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     def one_by_one(tokens: list[int]) -> Any:
         return graph_feed(decoder, tokens, clone_state(base))
 
+    out(teacher_forced(engine, decoder, base, base_logits, bare_tokens))
+
     # The other block math (forward.py `ops`): plain torch vs the package's TorchScript functions.
     saved = (engine.decode_path, engine.decode_path_reason, engine._decoder)
     other = "package" if decoder.fwd.ops == "torch" else "torch"
@@ -279,6 +289,7 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     else:
         ours_decode(8, greedy)
         other_s, other_tokens = timed(device, lambda: ours_decode(n, greedy))
+        out(teacher_forced(engine, engine._decoder, base, base_logits, bare_tokens))
         same = sum(a == b for a, b in zip(bare_tokens, other_tokens))
         out(
             f"decode WePrompt greedy, ops={other} {n / other_s:10,.1f} tok/s  ({n / other_s / ceiling:6.1%} of ceiling)"
@@ -312,23 +323,154 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
             logits, state = model.forward(message, state)
             return int(torch.argmax(logits))
 
-        def ttft_ours() -> int:
+        def ttft_ours() -> float:
+            """Seconds until the first token's text is out of `Engine.generate` (its id on the host)."""
             state = clone_state(base)
+            sync(device)
+            start = time.perf_counter()
             logits = engine.feed(message, state)
             assert logits is not None
-            generation = engine.generate(logits, state, Sampler(greedy), stop=(), max_tokens=1)
+            generation = engine.generate(logits, state, Sampler(greedy), stop=(), max_tokens=2)
+            next(generation)
+            first = time.perf_counter() - start
             for _ in generation:
                 pass
-            return generation.result.tokens[0]
+            return first
 
         for _ in range(2):
             ttft_bare(), ttft_ours()
-        bare_t = min(timed(device, ttft_bare)[0] for _ in range(3))
-        ours_t = min(timed(device, ttft_ours)[0] for _ in range(3))
+        bare_t = min(timed(device, ttft_bare)[0] for _ in range(5))
+        ours_t = min(ttft_ours() for _ in range(5))
         out(
-            f"TTFT after a 128-token message (best of 3, warmed up): bare {bare_t * 1e3:.1f} ms, "
-            f"WePrompt {ours_t * 1e3:.1f} ms ({prefill_route(128, kernel=engine.kernel)} prefill "
-            f"+ one sample + one token fed)"
+            f"TTFT after a 128-token message (best of 5, warmed up): bare {bare_t * 1e3:.1f} ms "
+            f"(forward + argmax), WePrompt {ours_t * 1e3:.1f} ms ({prefill_route(128, kernel=engine.kernel)} "
+            f"prefill, sample, first text out of Engine.generate)"
+        )
+        if device == "cuda":
+            out(fresh_prefill(path, args))
+            out(no_kernel_routes(path))
+
+
+def teacher_forced(engine: Any, decoder: Any, base: Any, base_logits: Any, tokens: list[int]) -> str:
+    """Feed the bare package's greedy tokens through both forwards; where do their argmaxes differ, and by how much?
+
+    A greedy run diverges for good at the first flip, so token-for-token equality over a long
+    run mostly measures how close the random model's top two logits come. Feeding the same
+    tokens to both shows each step's logit difference and whether a flip was a near tie
+    (the bare logits' top-two margin is printed for every flip).
+    """
+    import torch
+
+    from weprompt_cli.engine import clone_state
+
+    model, fwd = engine.model, decoder.fwd
+    bare_state = clone_state(base)
+    fwd.load_state(base)
+    flips, worst, margins = 0, 0.0, []
+    bare_logits = base_logits.float()
+    ours_logits = base_logits.float()
+    with torch.no_grad():
+        for token in tokens:
+            a, b = int(torch.argmax(bare_logits)), int(torch.argmax(ours_logits))
+            if a != b:
+                flips += 1
+                top2 = torch.topk(bare_logits, 2).values
+                margins.append(float(top2[0] - top2[1]))
+            worst = max(worst, float((bare_logits - ours_logits).abs().max()))
+            out_, bare_state = model.forward([token], bare_state)
+            bare_logits = out_.float()
+            fwd.token.fill_(token)
+            decoder.run()
+            ours_logits = fwd.logits.float()
+    state_diff = max(float((fwd.state[i].float() - bare_state[i].float()).abs().max()) for i in range(len(bare_state)))
+    near = ", ".join(f"{m:.4f}" for m in margins[:8]) or "-"
+    return (
+        f"  teacher-forced over {len(tokens)} tokens (ops={fwd.ops}): argmax differs at {flips}, "
+        f"bare top-2 margin there: {near}; max |logit diff| {worst:.4f}; max |state diff| {state_diff:.4f}"
+    )
+
+
+def fresh_prefill(path: Path, args: argparse.Namespace) -> str:
+    """A new process's first prefills of lengths it has not seen (TorchScript profiles each new shape)."""
+    import subprocess
+
+    lines = []
+    variants = [
+        ("warm-up at load", "1", ""),
+        ("no warm-up", "0", ""),
+        ("dynamic fusion, no warm-up", "0", "dynamic"),
+        ("dynamic fusion, warm-up", "1", "dynamic"),
+    ]
+    for label, warm, fusion in variants:
+        env = dict(os.environ, WEPROMPT_PREFILL_WARMUP=warm, BENCH_JIT_FUSION=fusion)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--fresh-prefill", str(path)],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        tail = (proc.stdout.strip().splitlines() or [proc.stderr.strip()[-300:]])[-1]
+        lines.append(f"  fresh process, {label}: {tail}")
+    return "\n".join(lines)
+
+
+def fresh_prefill_child(path: str, strategy: str) -> None:
+    import torch
+
+    from weprompt_cli.engine import load_engine
+
+    if os.environ.get("BENCH_JIT_FUSION") == "dynamic":
+        torch.jit.set_fusion_strategy([("DYNAMIC", 20)])  # one shape-generic fusion instead of 2 static ones first
+    start = time.perf_counter()
+    engine = load_engine(path, strategy, verbose=False)
+    load_s = time.perf_counter() - start
+    ids = engine.encode(TEXT * 80)
+    times = []
+    for n in FRESH_LENGTHS:
+        state = engine.zero_state()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        engine.feed(ids[:n], state)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    each = ", ".join(f"{n}: {t * 1e3:.0f} ms" for n, t in zip(FRESH_LENGTHS, times))
+    print(
+        f"load {load_s:.2f}s; first prefills (tokens: ms) {each}; {sum(FRESH_LENGTHS) / sum(times):,.0f} tok/s; "
+        f"load + first three {load_s + sum(times[:3]):.2f}s"
+    )
+
+
+def no_kernel_routes(path: Path) -> str:
+    """Prefill routes with the kernel off ($WEPROMPT_CUDA_KERNEL=0), in a new process."""
+    import subprocess
+
+    env = dict(os.environ, WEPROMPT_CUDA_KERNEL="0")
+    proc = subprocess.run(
+        [sys.executable, __file__, "--routes", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return proc.stdout.rstrip() or proc.stderr.strip()[-500:]
+
+
+def routes_child(path: str, strategy: str) -> None:
+    from weprompt_cli.engine import clone_state, load_engine
+    from weprompt_cli.engine.gpu.graph import graph_feed
+
+    engine = load_engine(path, strategy, verbose=False)
+    ids = engine.encode(TEXT * 80)
+    base = engine.zero_state()
+    print(f"  kernel in use: {engine.kernel}; decode path {engine.decode_path}")
+    for length in (1, 2, 4, 8, 16, 32, 64, 128):
+        chunk = ids[:length]
+        engine.model.forward(chunk, clone_state(base)), engine.model.forward(chunk, clone_state(base))
+        chunk_s, _ = timed("cuda", lambda c=chunk: engine.model.forward(c, clone_state(base)))
+        graph_feed(engine._decoder, chunk, clone_state(base))
+        graph_s, _ = timed("cuda", lambda c=chunk: graph_feed(engine._decoder, c, clone_state(base)))
+        print(
+            f"  no kernel, prefill {length:4d}: chunk {chunk_s * 1e3:7.2f} ms   graph {graph_s * 1e3:7.2f} ms   "
+            f"faster: {'graph' if graph_s < chunk_s else 'chunk'}"
         )
 
 
@@ -341,7 +483,16 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help=f"comma-separated subset of {', '.join(SIZES)}")
     parser.add_argument("--tokens", type=int, default=200, help="decode tokens per run (and for greedy parity)")
     parser.add_argument("--graph-prefill-max", type=int, default=1024, help="longest input timed on the graph route")
+    parser.add_argument(
+        "--build-only", action="store_true", help="write the checkpoints (and print their paths), then exit"
+    )
+    parser.add_argument("--fresh-prefill", metavar="PTH", help=argparse.SUPPRESS)  # child process of fresh_prefill
+    parser.add_argument("--routes", metavar="PTH", help=argparse.SUPPRESS)  # child process of no_kernel_routes
     args = parser.parse_args()
+    if args.fresh_prefill or args.routes:
+        os.environ.setdefault("WEPROMPT_HOME", str(Path(tempfile.gettempdir()) / "weprompt-bench-home"))
+        (fresh_prefill_child if args.fresh_prefill else routes_child)(args.fresh_prefill or args.routes, "cuda fp16")
+        return
 
     os.environ.setdefault("WEPROMPT_HOME", str(Path(tempfile.gettempdir()) / "weprompt-bench-home"))
     import torch
@@ -356,6 +507,10 @@ def main() -> None:
             sys.exit("bench/gpu.py needs a CUDA GPU (or --dry-run)")
         sizes = {k: SIZES[k] for k in (args.sizes.split(",") if args.sizes else SIZES)}
         args.device, args.strategy = "cuda", "cuda fp16"
+    if args.build_only:
+        for name, (n_layer, c) in sizes.items():
+            print(build_model(name, n_layer, c, args.device), flush=True)
+        return
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Report(ROOT / "bench" / "results" / ("gpu-dry-run.txt" if args.dry_run else f"gpu-{stamp}.txt"))
     check_layout_matches_tests()
@@ -368,8 +523,15 @@ def main() -> None:
     out(f"device copy bandwidth: {bandwidth / 1e9:,.0f} GB/s copied ({2 * bandwidth / 1e9:,.0f} GB/s read+write)")
     for name, (n_layer, c) in sizes.items():
         out()
-        path = build_model(name, n_layer, c, args.device)
-        bench_size(name, path, args, out, bandwidth)
+        try:
+            path = build_model(name, n_layer, c, args.device)
+            bench_size(name, path, args, out, bandwidth)
+        except Exception:  # noqa: BLE001 - one size failing must not lose the others' numbers
+            import traceback
+
+            out(f"{name} FAILED:")
+            for line in traceback.format_exc().rstrip().splitlines():
+                out("    " + line)
         gc.collect()  # the model of this size goes before the next one loads
         if args.device == "cuda":
             torch.cuda.empty_cache()

@@ -105,8 +105,9 @@ def test_graph_path_generation_matches_the_plain_path(engine: Engine) -> None:
     assert (logits - plain_logits).abs().max().item() < 1e-4
     # Seeded sampling with penalties: the device sampler on the CPU draws what the plain one draws.
     assert greedy_run(engine, 40, sampled)[0] == plain_sampled
-    install(engine, capture=None, ops="package")  # the package's own block functions, same buffers
-    assert engine._decoder.fwd.ops == "package"
+    assert engine._decoder.fwd.ops == "package"  # the default: the package's own block functions
+    install(engine, capture=None, ops="torch")  # the same math in plain torch ops, same buffers
+    assert engine._decoder.fwd.ops == "torch"
     assert greedy_run(engine, 50)[0] == plain_tokens
 
 

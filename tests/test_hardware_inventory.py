@@ -26,7 +26,7 @@ def fake_pynvml(*, init_error: str | None = None, gpus: int = 0, name_error: boo
     mod = types.ModuleType("pynvml")
     mod.NVMLError = _NVMLError  # type: ignore[attr-defined]
 
-    def nvmlInit() -> None:  # noqa: N802
+    def nvmlInit() -> None:
         if init_error:
             raise _NVMLError(init_error)
 
@@ -123,3 +123,70 @@ def test_kernel_env_caches_the_build_under_the_home(weprompt_home: Path) -> None
     assert (
         Path(env["TORCH_EXTENSIONS_DIR"]) == extensions_dir() == weprompt_home.resolve() / "cache" / "torch_extensions"
     )
+
+
+def test_rwkv7_kernel_stays_off_for_a_head_size_it_was_not_built_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from weprompt_cli.engine import runtime
+
+    monkeypatch.setattr(runtime, "_want_kernel", lambda strategy: (True, "nvcc and ninja found"))
+    assert runtime.kernel_choice("v7", "cuda fp16", 64) == (True, "nvcc and ninja found")
+    usable, why = runtime.kernel_choice("v7", "cuda fp16", 32)  # the demo model's head size
+    assert not usable and "head size 64" in why and "32" in why
+    assert runtime.kernel_choice("v6", "cuda fp16", 32)[0]  # v5/v6 kernels are built per model
+
+
+def test_a_second_rwkv7_model_of_another_head_size_needs_a_new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from weprompt_cli.engine import runtime
+    from weprompt_cli.errors import WePromptError
+
+    monkeypatch.setattr(runtime, "loaded_family", lambda: "v7")
+    monkeypatch.setattr(runtime, "kernel_in_use", lambda: True)
+    monkeypatch.setitem(sys.modules, "rwkv.model", types.ModuleType("rwkv.model"))
+    with pytest.raises(WePromptError, match="head size 32 needs a new process"):
+        runtime.import_rwkv_model("v7", "cuda fp16", head_size=32)
+    assert runtime.import_rwkv_model("v7", "cuda fp16", head_size=64) is sys.modules["rwkv.model"]
+
+
+def test_kernel_build_output_stays_off_the_terminal(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from weprompt_cli.engine import runtime
+
+    monkeypatch.setenv("RWKV_CUDA_ON", "1")
+    with runtime._quiet_kernel_build():  # torch runs ninja writing straight to file descriptor 1
+        subprocess.run(["echo", "ninja: no work to do."], check=True)
+    print("answer")
+    assert capfd.readouterr().out == "answer\n"
+    monkeypatch.setenv("RWKV_CUDA_ON", "0")
+    with runtime._quiet_kernel_build():
+        subprocess.run(["echo", "cpu build output"], check=True)
+    assert "cpu build output" in capfd.readouterr().out
+
+
+def test_cuda_loads_warm_up_the_prefill_shapes_and_cpu_loads_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from weprompt_cli.engine import engine as engine_module
+
+    class Recorder:
+        def __init__(self, strategy: str) -> None:
+            self.strategy, self.fed = strategy, []
+
+        def zero_state(self) -> list[object]:
+            return []
+
+        def _forward(self, tokens: list[int], state: list[object]) -> None:
+            self.fed.append(len(tokens))
+
+    import torch
+
+    strategies: list[object] = []
+    monkeypatch.setattr(torch.jit, "set_fusion_strategy", strategies.append)  # process-wide: record, don't set
+    cpu, cuda, off = Recorder("cpu fp32"), Recorder("cuda fp16"), Recorder("cuda fp16")
+    engine_module._warm_up_prefill(cpu)  # type: ignore[arg-type]
+    engine_module._warm_up_prefill(cuda)  # type: ignore[arg-type]
+    monkeypatch.setenv("WEPROMPT_PREFILL_WARMUP", "0")
+    engine_module._warm_up_prefill(off)  # type: ignore[arg-type]
+    assert cpu.fed == [] and off.fed == []
+    assert len(set(cuda.fed)) == len(cuda.fed) >= 3  # distinct short lengths
+    assert strategies == [[("DYNAMIC", 20)]]  # one shape-generic version, compiled during the warm-up

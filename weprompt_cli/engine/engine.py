@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -432,12 +433,37 @@ def load_engine(
 
         models_dir = resolve_home().models
     tokenizer = resolve_tokenizer(info.path, info, models_dir)
-    module = import_rwkv_model(info.arch, resolved, verbose=verbose)
+    module = import_rwkv_model(info.arch, resolved, verbose=verbose, head_size=info.head_size)
     model = _construct(module, info, resolved, verbose)
     engine = Engine(model, info, resolved, tokenizer, chat_format_for(info, tokenizer), verbose=verbose)
     engine.kernel = kernel_in_use()
     _choose_decode_path(engine, graph)
+    _warm_up_prefill(engine)
     return engine
+
+
+WARMUP_ENV = "WEPROMPT_PREFILL_WARMUP"  # "0" skips the warm-up below (bench/gpu.py compares)
+WARMUP_LENGTHS = (5, 9, 13, 17)
+
+
+def _warm_up_prefill(engine: Engine) -> None:
+    """On CUDA, prefill a few short inputs of different lengths on a scratch state at load.
+
+    TorchScript profiles and specializes the package's sequence functions for the first
+    input shapes it meets: by default two fixed-shape versions, then a shape-generic one, so
+    a new process's second and third messages took 320-350 ms each to prefill at 1.5B on an
+    H200 instead of about 20 ms. Asking for the shape-generic version at once and compiling
+    it here moves that to load, where it costs about 0.1 s (bench/gpu.py, "fresh process":
+    load plus the first three prefills 4.6 s, against 5.1 s without either). The one-token
+    functions of the graph were specialized before this, under the default.
+    """
+    if not engine.strategy.startswith("cuda") or os.environ.get(WARMUP_ENV, "").strip() == "0":
+        return
+    import torch
+
+    torch.jit.set_fusion_strategy([("DYNAMIC", 20)])
+    for n in WARMUP_LENGTHS:
+        engine._forward([0] * n, engine.zero_state())
 
 
 def _choose_decode_path(engine: Engine, graph: bool) -> None:

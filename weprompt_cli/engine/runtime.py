@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 from weprompt_cli.errors import WePromptError
@@ -48,8 +49,17 @@ def cuda_compiler_available() -> bool:
     return bool(is_ninja_available())
 
 
-def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> ModuleType:
-    """`rwkv.model`, imported for `arch`'s family; WePromptError if another family is loaded."""
+# The package compiles its RWKV-7 kernel for one head size (`-D_N_=64`) and uses it for every
+# RWKV-7 prompt once imported with RWKV_CUDA_ON=1: a model of another head size would read past
+# its state there, so such a model runs on plain torch.
+V7_KERNEL_HEAD_SIZE = 64
+
+
+def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False, head_size: int | None = None) -> ModuleType:
+    """`rwkv.model`, imported for `arch`'s family; WePromptError if another family is loaded.
+
+    `head_size` (RWKV-7) keeps the CUDA kernel off for models it would compute wrongly.
+    """
     family = family_of(arch)
     current = loaded_family()
     if current is not None:
@@ -59,11 +69,17 @@ def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> Mod
                 f"an {FAMILY_LABELS[family]} model needs a new process",
                 hint="the rwkv package fixes its model family at import: run one family per process",
             )
+        if arch == "v7" and kernel_in_use() and head_size not in (None, V7_KERNEL_HEAD_SIZE):
+            raise WePromptError(
+                f"this process built the rwkv CUDA kernel for RWKV-7 head size {V7_KERNEL_HEAD_SIZE}; "
+                f"a model of head size {head_size} needs a new process",
+                hint="load it in its own process, or set WEPROMPT_CUDA_KERNEL=0",
+            )
         return sys.modules["rwkv.model"]
 
     os.environ["RWKV_V7_ON"] = "1" if family == "v7" else "0"
     os.environ["RWKV_JIT_ON"] = "1"
-    want_cuda, why = _want_kernel(strategy)
+    want_cuda, why = kernel_choice(arch, strategy, head_size)
     if verbose:
         print(f"rwkv CUDA kernel: {'yes' if want_cuda else 'no'} ({why})", file=sys.stderr)
     if want_cuda:
@@ -82,7 +98,8 @@ def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False) -> Mod
 
         marker = record_build_failure(exc)
         warnings.warn(
-            f"could not build the rwkv CUDA kernel ({exc}); using plain PyTorch (delete {marker} to retry)",
+            f"could not build the rwkv CUDA kernel ({exc}); using plain PyTorch (delete {marker} to retry; "
+            "--verbose shows the build log)",
             stacklevel=2,
         )
         sys.modules.pop("rwkv.model", None)
@@ -94,6 +111,17 @@ def kernel_in_use() -> bool:
     """Whether `rwkv.model` was imported with its CUDA kernel (RWKV_CUDA_ON=1) in this process."""
     module = sys.modules.get("rwkv.model")
     return module is not None and os.environ.get("RWKV_CUDA_ON") == "1"
+
+
+def kernel_choice(arch: str, strategy: str, head_size: int | None = None) -> tuple[bool, str]:
+    """(build the kernel?, why) for a model of `arch` and `head_size` run with `strategy`."""
+    want, why = _want_kernel(strategy)
+    if want and arch == "v7" and head_size not in (None, V7_KERNEL_HEAD_SIZE):
+        return (
+            False,
+            f"the package's RWKV-7 kernel is built for head size {V7_KERNEL_HEAD_SIZE}; this model's is {head_size}",
+        )
+    return want, why
 
 
 def _want_kernel(strategy: str) -> tuple[bool, str]:
@@ -114,10 +142,32 @@ def _want_kernel(strategy: str) -> tuple[bool, str]:
 
 def _import(verbose: bool) -> ModuleType:
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink:
+    with sink, contextlib.nullcontext() if verbose else _quiet_kernel_build():
         import rwkv.model
 
     return rwkv.model
+
+
+@contextlib.contextmanager
+def _quiet_kernel_build() -> Iterator[None]:
+    """Keep the kernel build's compiler and ninja output ("ninja: no work to do.") off the terminal.
+
+    torch runs ninja with the package's `verbose=True`, writing to file descriptor 1 itself,
+    which redirecting `sys.stdout` does not catch. `--verbose` shows it.
+    """
+    if os.environ.get("RWKV_CUDA_ON") != "1":
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _torch_cuda_available() -> bool:

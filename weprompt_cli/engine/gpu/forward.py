@@ -14,11 +14,12 @@ move:
 It reads `model.z` (the package has already transposed the projections, squeezed the
 mixes, flattened `r_k` and folded `ln0` into `emb.weight`), so no weight is copied.
 
-`ops="package"` computes each block with the package's own TorchScript functions
-(`RWKV_x070_TMix_one`, `RWKV_x070_CMix_one`) instead, copying their results into the
-static buffers: on a GPU, TorchScript fuses elementwise chains (fp16 rounded once, not
-per op), so this mode is the one to pick if the plain-torch math drifts from the bare
-package's greedy tokens there (bench/gpu.py measures both; $WEPROMPT_GRAPH_OPS picks).
+`ops="package"` (the engine's default, graph.py `DEFAULT_OPS`) computes each block with the
+package's own TorchScript functions (`RWKV_x070_TMix_one`, `RWKV_x070_CMix_one`), copying
+their results into the static buffers: on a GPU, TorchScript fuses elementwise chains (fp16
+rounded once, not per op), which is faster and closer to the bare package's numbers than
+`ops="torch"`, the same math in plain torch ops (bench/gpu.py measures both;
+$WEPROMPT_GRAPH_OPS picks).
 """
 
 from __future__ import annotations

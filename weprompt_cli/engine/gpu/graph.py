@@ -26,13 +26,19 @@ PLAIN = "plain"
 
 # Prefill: inputs of at most this many tokens go through the graph one token at a time,
 # longer ones in chunks through `model.forward` (the package's CUDA kernel when built).
-# TO BE MEASURED ON A GPU (bench/gpu.py prints the per-route prefill speeds): the issue's
-# H200 run had the kernel chunk at ~1,300 tok/s for 128 tokens (1.5B) against ~260 tok/s
-# for one token at a time, and ~420 tok/s for chunks without the kernel.
-GRAPH_PREFILL_MAX_WITH_KERNEL = 8
-GRAPH_PREFILL_MAX_WITHOUT_KERNEL = 32
+# Measured with bench/gpu.py on an H200 (bench/results/gpu-20261126-091758.txt): with the
+# kernel a chunk costs about the same for 4 tokens as for 128 (1.5B: 17 ms), and the graph
+# wins at 1-2 tokens at every size (at 4 it wins at 0.19B, ties at 1.5B, loses at 7.2B);
+# without the kernel (1.5B) the graph wins up to 16 tokens (64 vs 67 ms) and loses from 32.
+GRAPH_PREFILL_MAX_WITH_KERNEL = 2
+GRAPH_PREFILL_MAX_WITHOUT_KERNEL = 16
 PREFILL_ENV = "WEPROMPT_GRAPH_PREFILL_MAX"  # an integer overrides both defaults
-OPS_ENV = "WEPROMPT_GRAPH_OPS"  # "torch" (default) or "package": see forward.py
+OPS_ENV = "WEPROMPT_GRAPH_OPS"  # "package" (default) or "torch": see forward.py
+
+# The block math inside the graph (forward.py): the package's own TorchScript functions measured
+# faster on an H200 than plain torch ops (1.5B: 253 vs 209 tok/s; 7.2B: 120 vs 106 tok/s) and
+# closer to the bare package's greedy tokens (7.2B: 200/200 equal against 187/200).
+DEFAULT_OPS = "package"
 
 Capture = Callable[[StaticForward], Any]
 
@@ -104,7 +110,7 @@ class GraphDecoder:
     """The static forward and, on CUDA, its captured graph; `run()` computes one token."""
 
     def __init__(self, model: Any, ops: str | None = None) -> None:
-        self.fwd = StaticForward(model, ops or os.environ.get(OPS_ENV, "").strip() or "torch")
+        self.fwd = StaticForward(model, ops or os.environ.get(OPS_ENV, "").strip() or DEFAULT_OPS)
         self.graph: Any = None
         self.cuda = self.fwd.device.type == "cuda"
 
