@@ -50,7 +50,7 @@ def test_corpus_is_deterministic_and_in_chat_format() -> None:
 
 def test_heldout_phrasings_never_appear_in_training_frames() -> None:
     frame_sets = [sqlgen.FILTER_FRAMES, sqlgen.AGG_FRAMES, sqlgen.COUNT_FRAMES, sqlgen.GROUP_FRAMES,
-                  sqlgen.HAVING_FRAMES, sqlgen.TOP_FRAMES, sqlgen.INDEX_FRAMES, sqlgen.EXPLAIN_FRAMES, OFF_TOPIC,
+                  sqlgen.HAVING_FRAMES, sqlgen.TOP_FRAMES, sqlgen.TOP_ONE_FRAMES, sqlgen.INDEX_FRAMES, sqlgen.EXPLAIN_FRAMES, OFF_TOPIC,
                   sqlgen.ROWS_FRAMES, sqlgen.WHICH_FRAMES, sqlgen.AGG_BARE_FRAMES, sqlgen.COUNT_VERB_FRAMES]
     frame_sets += [f for f, _ in sqlgen.JOINS] + [f for _, f, _, _, _ in sqlgen.DML] + [f for f, _ in sqlgen.CONCEPTS]
     for frames in frame_sets:

@@ -432,7 +432,29 @@ TOP_FRAMES = _frames(
 )
 
 
+# "the most expensive product": one row, LIMIT 1; (singular phrase, index into TOPS)
+TOP_ONE = [("most expensive product", 0), ("priciest product", 0), ("cheapest product", 1),
+           ("least expensive product", 1), ("product with the lowest stock", 2), ("best stocked product", 3),
+           ("highest paid employee", 4), ("top earner", 4), ("lowest paid employee", 5), ("largest order", 6),
+           ("biggest order", 6), ("smallest order", 7), ("most recent order", 8), ("latest order", 8),
+           ("oldest order", 9), ("first order", 9), ("newest customer", 10), ("latest customer to sign up", 10),
+           ("oldest customer", 11), ("first customer to sign up", 11)]
+TOP_ONE_FRAMES = _frames(
+    ["Show", "Show me", "Find", "Get", "Give me", "Tell me", "I want to see", "Can you find", "Please show"],
+    ["the {one}.", "which is the {one}.", "the single {one}."],
+    ["Which is the {one}?", "Who is the {one}?", "Which one is the {one}?", "The {one}?", "Find me the {one}."],
+    ["What's the {one}?", "Name the {one}.", "Which row is the {one}?"],
+)
+
+
 def k_top(rng: random.Random, split: Split) -> SqlItem:
+    if rng.random() < 0.25:
+        one, i = rng.choice(TOP_ONE)
+        _, table, cols, col, d = TOPS[i]
+        return SqlItem("top", _pick(rng, TOP_ONE_FRAMES, split).format(one=one),
+                       f"SELECT {cols} FROM {table} ORDER BY {col} {d} LIMIT 1;",
+                       f"ORDER BY {col} {d} puts the {'highest' if d == 'DESC' else 'lowest'} {col} first "
+                       "and LIMIT 1 keeps only that row.")
     phrases, table, cols, col, d = rng.choice(TOPS)
     n = rng.randint(2, 10)
     q = _pick(rng, TOP_FRAMES, split).format(n=n, desc=rng.choice(phrases))
@@ -495,7 +517,9 @@ def _j_count(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 @_join(["Which products are in order {id}?", "List the products and quantities of order {id}.",
         "What did order {id} contain?", "Show the items of order number {id} with their quantities.",
         "What was bought in order {id}?", "Which items were ordered in order {id}, and in what quantity?",
-        "Products purchased in order {id} with quantities.", "How many of each product are in order {id}?"],
+        "Products purchased in order {id} with quantities.", "How many of each product are in order {id}?",
+        "Which items does order {id} contain, and how many?", "Which products and quantities make up order {id}?",
+        "Which products did order {id} include, with quantities?"],
        ["Which products were bought in order {id}, and how many of each?", "What is in order {id}?"])
 def _j_items(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame.format(**s), "SELECT products.name, order_items.quantity FROM order_items JOIN products ON "
@@ -518,7 +542,8 @@ def _j_managers(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 @_join(["Which customers bought {cat} products?", "Find customers who ordered something from the {cat} category.",
         "Names of customers that purchased {cat} items.", "Who bought {cat} products?",
-        "Which customers have purchased anything from {cat}?", "Customers who ordered {cat} items."],
+        "Which customers have purchased anything from {cat}?", "Customers who ordered {cat} items.",
+        "Which clients ordered {cat} products, by name?"],
        ["Who has bought anything in the {cat} category?", "List the customers who ordered {cat} products."])
 def _j_bought(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame.format(**s), "SELECT DISTINCT customers.name FROM customers JOIN orders ON orders.customer_id = "
@@ -530,7 +555,9 @@ def _j_bought(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 @_join(["Which customers have never placed an order?", "Find customers without any orders.",
         "List customers with no orders.", "Which customers haven't ordered anything?",
         "Customers who have not placed any orders.", "Show customers that never bought anything.",
-        "Who has not ordered yet?", "List the customers with zero orders."],
+        "Who has not ordered yet?", "List the customers with zero orders.", "Which customers never bought anything?",
+        "Which clients have not placed any orders?",
+        "Who never placed an order?"],
        ["Show the customers who have not ordered anything yet.", "Which customers never ordered?"])
 def _j_none(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame, "SELECT customers.name FROM customers LEFT JOIN orders ON orders.customer_id = customers.id "
@@ -545,6 +572,18 @@ def _j_units(s: dict[str, object], frame: str) -> tuple[str, str, str]:
     return (frame, "SELECT products.name, SUM(order_items.quantity) FROM products JOIN order_items ON "
             "order_items.product_id = products.id GROUP BY products.name;",
             "The JOIN links order items to products and SUM adds up the quantities per product.")
+
+
+@_join(["Which {n} customers spent the most?", "Show the {n} customers who spent the most.",
+        "Who are the {n} biggest spenders?", "List the top {n} customers by total spent.",
+        "Find the {n} customers with the highest total spending.", "Top {n} spenders among the customers?",
+        "Give me the {n} customers who have spent the most money.", "Rank customers by spending and show the top {n}."],
+       ["Which {n} customers have spent the most money?", "Name the {n} customers with the highest spending."])
+def _j_top_spenders(s: dict[str, object], frame: str) -> tuple[str, str, str]:
+    n = 2 + int(s["id"]) % 4
+    return (frame.format(n=n), f"SELECT customers.name, SUM(orders.total) {J_SPENT} GROUP BY customers.name "
+            f"ORDER BY SUM(orders.total) DESC LIMIT {n};",
+            "The JOIN sums each customer's orders, ORDER BY puts the biggest totals first and LIMIT keeps the top.")
 
 
 def k_join(rng: random.Random, split: Split) -> SqlItem:
@@ -588,7 +627,9 @@ DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, ob
      "INSERT adds one employee row with the given values."),
     ("update", {"train": ["Set the price of product {id} to {price}.", "Change product {id}'s price to {price}.",
                           "Update the price of product id {id} to {price}.", "Make product {id} cost {price}.",
-                          "The price of product {id} is now {price}, update it."],
+                          "The price of product {id} is now {price}, update it.",
+                          "Product {id} should be priced at {price}.", "The price of product {id} should be {price}.",
+                          "Product {id} now costs {price}.", "Product {id} costs {price} from now on."],
                 "heldout": ["Product {id} should now cost {price}."]},
      lambda r, s: {}, "UPDATE products SET price = {price} WHERE id = {id};",
      "UPDATE changes the price of the one row whose id matches."),
