@@ -347,7 +347,7 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
             f"prefill, sample, first text out of Engine.generate)"
         )
         if device == "cuda":
-            out(fresh_prefill(path, args))
+            out(fresh_prefill(path))
             out(no_kernel_routes(path))
 
 
@@ -401,7 +401,7 @@ def run_child(flag: str, path: Path, **env: str) -> str:
     return proc.stdout.rstrip() or proc.stderr.strip()[-500:]
 
 
-def fresh_prefill(path: Path, args: argparse.Namespace) -> str:
+def fresh_prefill(path: Path) -> str:
     """A new process's first prefills of lengths it has not seen (TorchScript profiles each new shape).
 
     The engine's load-time warm-up asks for the shape-generic fusion itself; run 3 in

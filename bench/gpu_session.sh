@@ -10,7 +10,7 @@
 # Everything goes to $OUT (the device tool's folder) or bench/results/.
 #
 #   bash bench/gpu_session.sh            # run from the repository root on a CUDA machine
-#   SKIP_CLI=1 bash bench/gpu_session.sh # a rerun: one quiet chat instead of the CLI checks
+#   SKIP_CLI=1 bash bench/gpu_session.sh # a rerun: no doctor / demo-model checks, chats without --verbose
 set -u
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
@@ -48,29 +48,24 @@ BUILD=$!
 wait $KERNEL; say "kernel build done: $(tail -1 "$OUT/kernel-build.log")"
 
 WP="$PY -m weprompt_cli"
+VERBOSE=--verbose
 if [ -z "${SKIP_CLI:-}" ]; then
-run $WP doctor
-run $WP chat --persona sql --strategy "cuda fp16" --verbose -t 0 -m "How many orders are pending?"
-run $WP chat --persona sql --strategy "cpu fp32" -t 0 -m "How many orders are pending?"
+  run $WP doctor
+  run $WP chat --persona sql --strategy "cuda fp16" --verbose -t 0 -m "How many orders are pending?"
+  run $WP chat --persona sql --strategy "cpu fp32" -t 0 -m "How many orders are pending?"
+else
+  VERBOSE=  # a rerun checks that a plain chat prints nothing but the answer and the status line
+fi
 
 wait $BUILD; say "checkpoints: $(tr '\n' ' ' <"$OUT/checkpoints.log")"
 SMALL=$(grep -m1 '12x768' "$OUT/checkpoints.log")
-if [ -n "$SMALL" ]; then
-  run $WP chat --model "$SMALL" --strategy "cuda fp16" --session gpu-graph --verbose -t 0 --max-tokens 40 -m "Hello there, how are you?"
-  run $WP chat --model "$SMALL" --strategy "cuda fp16" --session gpu-plain --no-graph --verbose -t 0 --max-tokens 40 -m "Hello there, how are you?"
+if [ -n "$SMALL" ]; then  # graph vs --no-graph: the same greedy text; each session resumed on the CPU
+  run $WP chat --model "$SMALL" --strategy "cuda fp16" --session gpu-graph $VERBOSE -t 0 --max-tokens 40 -m "Hello there, how are you?"
+  run $WP chat --model "$SMALL" --strategy "cuda fp16" --session gpu-plain --no-graph $VERBOSE -t 0 --max-tokens 40 -m "Hello there, how are you?"
   run $WP resume gpu-graph --strategy "cpu fp32" -t 0 --max-tokens 16 -m "And now on the CPU?"
   run $WP resume gpu-plain --strategy "cpu fp32" -t 0 --max-tokens 16 -m "And now on the CPU?"
   run $WP resume gpu-graph --strategy "cuda fp16" -t 0 --max-tokens 16 -m "Back on the GPU."
   run $WP list-sessions
-fi
-else
-  wait $BUILD
-  SMALL=$(grep -m1 '12x768' "$OUT/checkpoints.log")
-  say "\$ weprompt chat (no --verbose): nothing but the answer and the status line; graph vs --no-graph; resumed on the CPU"
-  $WP chat --model "$SMALL" --strategy "cuda fp16" --session q-graph -t 0 --max-tokens 24 -m "Hi" 2>&1 | tee -a "$LOG"
-  $WP chat --model "$SMALL" --strategy "cuda fp16" --session q-plain --no-graph -t 0 --max-tokens 24 -m "Hi" 2>&1 | tee -a "$LOG"
-  $WP resume q-graph --strategy "cpu fp32" -t 0 --max-tokens 12 -m "Again" 2>&1 | tee -a "$LOG"
-  $WP resume q-plain --strategy "cpu fp32" -t 0 --max-tokens 12 -m "Again" 2>&1 | tee -a "$LOG"
 fi
 
 say "bench/gpu.py"
