@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -236,3 +238,91 @@ def test_a_legacy_non_zip_checkpoint_is_read_without_mmap(tmp_path: Path, tiny_m
     torch.save(weights, legacy, _use_new_zipfile_serialization=False)
     info = inspect_checkpoint(legacy)
     assert info.arch == "v6" and info.n_params == inspect_checkpoint(tiny_models["v6"]).n_params
+
+
+# ------------------------------------------------------------- what a user sees on stderr (issue 15)
+
+
+def _weprompt_chat(model: Path) -> subprocess.CompletedProcess[str]:
+    """`weprompt chat --model MODEL -m hi` in a new process, as a user runs it (real stderr, warnings on)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    return subprocess.run(
+        [sys.executable, "-m", "weprompt_cli", "chat", "--model", str(model), "-m", "hi"],
+        input="", capture_output=True, text=True, timeout=180, check=False, env={**env, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+class _Touch:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_plain_pickle_model_gets_only_the_one_line_refusal(tmp_path: Path, protocol: int) -> None:
+    # Protocols above 2 made torch print a UserWarning and a source line before the refusal.
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"emb.weight": _Touch(marker), "blocks.0.x": 1}, protocol=protocol))
+    result = _weprompt_chat(path)
+    assert result.returncode == ExitCode.UNSAFE, result.stderr
+    assert result.stderr.splitlines()[0].startswith("weprompt: error: refusing to load this file"), result.stderr
+    assert [line for line in result.stderr.splitlines() if not line.startswith("  hint:")] == [
+        result.stderr.splitlines()[0]
+    ], result.stderr
+    assert "Warning" not in result.stderr and result.stdout == ""
+    assert not marker.exists()
+
+
+def _legacy_copy(source: Path, target: Path) -> Path:
+    import torch
+
+    torch.save(torch.load(source, map_location="cpu", weights_only=True), target, _use_new_zipfile_serialization=False)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy"])
+@pytest.mark.parametrize("keep", [0.5, 0.02, 0.98])
+def test_a_truncated_checkpoint_says_it_is_truncated_or_corrupt(
+    tmp_path: Path, tiny_models: dict[str, Path], kind: str, keep: float
+) -> None:
+    from weprompt_cli.demo import DEMO_MODEL_PATH
+
+    source = DEMO_MODEL_PATH if kind == "zip" else _legacy_copy(tiny_models["v7"], tmp_path / "legacy.pth")
+    data = source.read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    result = _weprompt_chat(cut)
+    assert result.returncode == ExitCode.INVALID, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("weprompt: error:") and "truncated or corrupt" in lines[0], result.stderr
+    assert "RuntimeError" not in result.stderr and "Traceback" not in result.stderr
+    assert str(cut) in lines[0] and any(line.startswith("  hint:") for line in lines[1:])
+
+
+def test_a_checkpoint_with_a_damaged_archive_says_it_is_truncated_or_corrupt(tmp_path: Path) -> None:
+    from weprompt_cli.demo import DEMO_MODEL_PATH
+
+    data = bytearray(DEMO_MODEL_PATH.read_bytes())
+    start = data.find(b"data.pkl") + len(b"data.pkl")
+    data[start + 40 : start + 80] = b"\xff" * 40  # scribble over the start of the pickle
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidFileError, match="truncated or corrupt"):
+        inspect_checkpoint(path)
+
+
+def test_a_plain_pickle_of_code_torch_cannot_read_is_refused_as_unsafe(tmp_path: Path) -> None:
+    # Not a torch.save file: torch stops at the missing magic number, before any global is checked.
+    import collections
+
+    path = tmp_path / "counter.pth"
+    path.write_bytes(pickle.dumps({"emb.weight": collections.Counter("ab")}, protocol=2))
+    with pytest.raises(UnsafeError, match="would run code .*collections.Counter"):
+        inspect_checkpoint(path)
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps({"emb.weight": [1.0, 2.0]}, protocol=2))
+    with pytest.raises(InvalidFileError, match="not an RWKV checkpoint .a plain pickle"):
+        inspect_checkpoint(plain)

@@ -47,21 +47,13 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     """The checkpoint's dict of tensors, loaded safely (memory-mapped when possible)."""
     import pickle
 
-    import torch
-
     path = Path(path)
     if not path.exists():
         raise NotFoundError("model file not found", path=path, hint="check the path, or see 'weprompt models list'")
     if not path.is_file():
         raise InvalidFileError("not an RWKV checkpoint: this is a folder, not a .pth file", path=path)
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            # Legacy (non-zip) and some converted files cannot be memory-mapped.
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if re.search(r"global", str(exc), re.IGNORECASE):
             # weights_only refused to import something: the pickle wanted to run code.
@@ -78,16 +70,94 @@ def load_state_dict(path: Path) -> dict[str, Any]:
                 path=path,
                 hint="only load checkpoints from sources you trust; RWKV checkpoints hold tensors only",
             ) from None
+        if _torch_container(path):
+            raise _truncated(path) from None
         raise InvalidFileError("not an RWKV checkpoint (unreadable pickle)", path=path) from None
     except MemoryError:
         raise
     except Exception as exc:  # zip errors, EOF, garbage: torch raises many kinds
+        if _torch_container(path):
+            # It starts as torch.save writes a file but cannot be read to its end.
+            raise _truncated(path) from None
+        if _is_pickle(path):
+            # A plain pickle (pickle.dump, not torch.save): torch stops at its missing magic number.
+            risky = sorted(name for name in pickle_imports(path) if not _allowed_import(name))
+            if risky:
+                raise UnsafeError(
+                    f"refusing to load this file: its pickle would run code ({', '.join(risky[:3])})",
+                    path=path,
+                    hint="only load checkpoints from sources you trust; RWKV checkpoints hold tensors only",
+                ) from None
+            raise InvalidFileError(
+                "not an RWKV checkpoint (a plain pickle, not a file written by torch.save)", path=path
+            ) from None
         raise InvalidFileError(f"not an RWKV checkpoint ({type(exc).__name__})", path=path) from None
     if not isinstance(obj, dict) or "emb.weight" not in obj or not any(
         isinstance(k, str) and k.startswith("blocks.") for k in obj
     ):
         raise InvalidFileError("not an RWKV checkpoint (no emb.weight / blocks.* tensors)", path=path)
     return obj
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load with weights_only=True, memory-mapped when the file allows it; torch's own warnings silenced.
+
+    torch warns (a UserWarning and a source line on stderr) about any pickle protocol
+    above 2 before it refuses a plain pickle; WePrompt's one-line error says what matters.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        warnings.filterwarnings("ignore", message=r".*pickle protocol", category=UserWarning)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            # Legacy (non-zip) and some converted files cannot be memory-mapped.
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# torch.save's legacy (non-zip) format starts with this pickled magic number (protocol 2).
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def _torch_container(path: Path) -> bool:
+    """Whether the file starts the way torch.save writes one: a zip whose first member is `<name>/data.pkl`, or the legacy magic."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(512)
+    except OSError:
+        return False
+    if head.startswith(_LEGACY_MAGIC):
+        return True
+    if head.startswith(b"PK\x03\x04") and len(head) >= 30:
+        name_length = int.from_bytes(head[26:28], "little")
+        return head[30 : 30 + name_length].endswith(b"data.pkl")
+    return False
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file starts with a pickle protocol header (protocol 2 or later)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _truncated(path: Path) -> InvalidFileError:
+    """The error for a PyTorch checkpoint that cannot be read to its end."""
+    return InvalidFileError(
+        "model file is truncated or corrupt: it starts as a PyTorch checkpoint but cannot be read",
+        path=path,
+        hint="the download or copy was probably cut short: fetch the file again "
+        "('weprompt models pull NAME' fetches a catalog model again)",
+    )
 
 
 def pickle_imports(path: Path, *, max_pickles: int = 6) -> set[str]:
