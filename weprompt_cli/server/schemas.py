@@ -1,20 +1,23 @@
 """Request bodies: WePrompt 1.0's `/generate-response` and OpenAI's chat completions.
 
 Unknown fields are ignored (OpenAI clients send many we have no use for); the fields we
-read are typed strictly, and `validate_*` applies the server's limits with messages
-that name the field.
+read are typed strictly (a number must be a JSON number, never the string "0.5"; NaN
+and Infinity are refused), and `check` applies the server's limits with messages that
+name the field.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from weprompt_cli.server.errors import APIError
 from weprompt_cli.server.settings import Limits
 
 Id = StrictStr | StrictInt
+# A JSON number (an integer is fine), finite: NaN, Infinity, true and "0.5" are refused.
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class _Body(BaseModel):
@@ -24,13 +27,13 @@ class _Body(BaseModel):
 class SamplingExtras(_Body):
     """Optional sampling fields (extensions on /generate-response, standard on OpenAI's)."""
 
-    temperature: float | None = Field(None, ge=0, le=10)
-    top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=0)
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    temperature: Number | None = Field(None, ge=0, le=10)
+    top_p: Number | None = Field(None, ge=0, le=1)
+    top_k: StrictInt | None = Field(None, ge=0)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    seed: StrictInt | None = Field(None, ge=0)
+    presence_penalty: Number | None = Field(None, ge=-2, le=2)
+    frequency_penalty: Number | None = Field(None, ge=-2, le=2)
 
     def overrides(self, limits: Limits) -> dict[str, Any]:
         """The sampling settings this request sets (max_tokens clamped to the server's cap)."""
@@ -89,7 +92,7 @@ class ChatMessage(_Body):
 
 
 class StreamOptions(_Body):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(SamplingExtras):
@@ -97,11 +100,11 @@ class ChatCompletionRequest(SamplingExtras):
 
     model: str | None = None
     messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
     stop: StrictStr | list[StrictStr] | None = None
-    n: int | None = Field(None, ge=1)
+    n: StrictInt | None = Field(None, ge=1)
     user: str | None = None
     persona: StrictStr | None = None  # a persona's prompt (and its cached state) instead of a system message
     session: StrictStr | None = None  # bind to a stored session: its last user message is sent into it
