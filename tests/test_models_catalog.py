@@ -31,8 +31,9 @@ def test_every_entry_is_well_formed(entry) -> None:  # type: ignore[no-untyped-d
     assert entry.arch in ("v4", "v5", "v6", "v7")
     assert entry.n_layer > 0 and entry.n_embd % 64 == 0 and entry.vocab_size > 0
     assert entry.size_bytes > 0 and entry.n_params > 0
-    # bf16/fp16 checkpoints: about 2 bytes a parameter.
-    assert 1.6 < entry.size_bytes / entry.n_params < 2.4
+    # bf16/fp16 checkpoints: about 2 bytes a parameter; the embedded demo is fp32 (4 bytes).
+    low, high = (3.6, 4.4) if entry.embedded else (1.6, 2.4)
+    assert low < entry.size_bytes / entry.n_params < high
     mem = entry.memory
     assert mem["fp16"] < mem["fp32"]
     assert ("fp16i8" in mem) is (entry.arch != "v7")
@@ -134,3 +135,30 @@ def test_resolve_demo_missing_is_a_clear_not_found(tmp_path: Path, monkeypatch: 
     with pytest.raises(NotFoundError, match="demo model is not in this install") as info:
         resolve_model(None, config=Config())
     assert "models pull" in (info.value.hint or "")
+
+
+def test_the_demo_entry_is_exactly_the_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
+    # `weprompt models list` showed the demo as 4 x 256, 5.8M parameters and 12 MB; the
+    # shipped file is 4 x 128, 1.58M parameters and 6.4 MB. Measure the file itself.
+    import json
+
+    from helpers import run_main
+
+    from weprompt_cli.demo import DEMO_MODEL_PATH
+    from weprompt_cli.engine.checkpoint import inspect_checkpoint
+
+    entry = CAT.get("demo")
+    assert entry.local_path(resolve_home()) == DEMO_MODEL_PATH
+    info = inspect_checkpoint(DEMO_MODEL_PATH)
+    size = DEMO_MODEL_PATH.stat().st_size
+    assert (entry.arch, entry.n_layer, entry.n_embd, entry.vocab_size) == (
+        info.arch, info.n_layer, info.n_embd, info.vocab_size
+    )
+    assert entry.n_params == info.n_params and entry.size_bytes == size and entry.size_exact
+    assert f"{info.n_layer} x {info.n_embd}" in entry.title
+
+    code, out, err = run_main(["models", "list", "--json"], capsys)
+    assert code == 0, err
+    shown = next(row for row in json.loads(out) if row["name"] == "demo")
+    assert (shown["params"], shown["size_bytes"], shown["size_exact"]) == (info.n_params, size, True)
+    assert f"{info.n_layer} x {info.n_embd}" in shown["title"] and shown["downloaded"]
