@@ -132,7 +132,10 @@ def test_published_decoding_defaults() -> None:
 
 
 def test_decoding_defaults_fit_sampling_params() -> None:
-    from weprompt_cli.params import SamplingParams
+    try:
+        from weprompt_cli.params import SamplingParams  # where the core refactor puts it
+    except ImportError:
+        from weprompt_cli.engine.sampling import SamplingParams  # type: ignore[no-redef]
 
     assert SamplingParams().with_overrides(**G1_DECODING).top_p == 0.3
     assert SamplingParams().with_overrides(**G1_DECODING_WITH_STATE).presence_penalty == 0.3
