@@ -63,3 +63,117 @@ main(["doctor"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "nvml exploded" in result.stdout and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- a home WePrompt cannot write to
+def _home_report(capsys: pytest.CaptureFixture[str]) -> tuple[str, dict]:  # type: ignore[type-arg]
+    code, out, err = run(["doctor"], capsys)
+    assert code == 0, err
+    code, raw, err = run(["doctor", "--json"], capsys)
+    assert code == 0, err
+    return out, json.loads(raw)
+
+
+def _home_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("home", "  hint"))]
+
+
+def test_doctor_flags_a_home_that_is_a_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    home = tmp_path / "weprompt-home"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("WEPROMPT_HOME", str(home))
+    out, report = _home_report(capsys)
+    lines = _home_lines(out)
+    assert lines[0].startswith(f"home          {home}")
+    assert lines[1] == "home PROBLEM  the home is a file, not a folder: WePrompt cannot keep sessions there"
+    assert lines[2].startswith("  hint") and "WEPROMPT_HOME" in lines[2] and "writable folder" in lines[2]
+    assert report["home"]["usable"] is False and "is a file" in report["home"]["problem"]
+    assert "WEPROMPT_HOME" in report["home"]["hint"]
+    assert report["problems"][0] == f"{report['home']['problem']} ({home})"
+    assert home.read_text() == "not a folder\n"  # doctor only looks
+
+
+def test_doctor_flags_a_home_below_a_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("x")
+    monkeypatch.setenv("WEPROMPT_HOME", str(blocker / "weprompt"))
+    out, report = _home_report(capsys)
+    assert report["home"]["usable"] is False
+    assert report["home"]["problem"] == f"the home cannot be created: {blocker} is a file, not a folder"
+    assert "home PROBLEM" in out
+
+
+def test_doctor_flags_a_sessions_folder_that_is_a_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    (tmp_path / "sessions").write_text("x")
+    monkeypatch.setenv("WEPROMPT_HOME", str(tmp_path))
+    _, report = _home_report(capsys)
+    assert report["home"]["usable"] is False and "sessions cannot be saved" in report["home"]["problem"]
+
+
+def test_doctor_is_quiet_about_a_writable_home_even_one_not_made_yet(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    for home in (tmp_path, tmp_path / "not" / "yet"):
+        monkeypatch.setenv("WEPROMPT_HOME", str(home))
+        out, report = _home_report(capsys)
+        assert report["home"]["usable"] is True and report["home"]["problem"] is None
+        assert "PROBLEM" not in out and len(_home_lines(out)) == 1
+    assert not (tmp_path / "not").exists()  # doctor creates nothing
+    assert list(tmp_path.iterdir()) == []  # and leaves no probe file behind
+
+
+def test_doctor_flags_a_read_only_home(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    """A read-only home: chmod for a normal user; as root (whom chmod does not stop), a real read-only mount.
+
+    Root writes through a folder's mode bits, so the root case bind-mounts the home
+    read-only in a private mount namespace (`unshare -m`) and runs doctor in there.
+    Where that is not allowed either, the test skips: nothing here could make a
+    folder read-only for this user.
+    """
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    home = tmp_path / "ro-home"
+    home.mkdir()
+    if os.geteuid() != 0:
+        home.chmod(0o555)
+        try:
+            monkeypatch.setenv("WEPROMPT_HOME", str(home))
+            out, report = _home_report(capsys)
+        finally:
+            home.chmod(0o755)
+    else:
+        if shutil.which("unshare") is None:
+            pytest.skip("running as root (chmod does not stop root) and no 'unshare' for a read-only mount")
+        script = (
+            'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" || exit 97\n'
+            'touch "$1/probe" 2>/dev/null && exit 98\n'  # the mount must really refuse root
+            'exec "$2" -m weprompt_cli doctor --json'
+        )
+        root = Path(__file__).resolve().parent.parent
+        env = dict(os.environ, WEPROMPT_HOME=str(home), PYTHONPATH=str(root))
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, "sh", str(home), sys.executable],
+            capture_output=True, text=True, env=env, check=False, timeout=120,
+        )
+        if result.returncode == 97 or "unshare failed" in result.stderr or "Operation not permitted" in result.stderr:
+            pytest.skip(f"running as root (chmod does not stop root) and no private read-only mount here: {result.stderr}")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        out = ""
+    assert report["home"]["usable"] is False, report["home"]
+    assert "not writable" in report["home"]["problem"], report["home"]
+    assert "WEPROMPT_HOME" in report["home"]["hint"]
+    if out:
+        assert "home PROBLEM  the home is not writable" in out
+    assert not (home / "probe").exists()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -31,6 +34,41 @@ def _decode_path() -> str | None:
         return None
 
 
+def home_problem(root: Path) -> str | None:
+    """Why WePrompt cannot keep its files in `root` (a file, read-only, not creatable), or None.
+
+    `os.access` answers for permissions and read-only mounts; a temporary file is then
+    really created and removed, because only a write tells the whole truth (ACLs,
+    a full or broken filesystem, root on a read-only mount).
+    """
+    if root.exists() and not root.is_dir():
+        return "the home is a file, not a folder: WePrompt cannot keep sessions there"
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the home is created on first use: its nearest existing parent must allow that
+    if not existing.is_dir():
+        return f"the home cannot be created: {existing} is a file, not a folder"
+    where = "the home" if existing == root else f"the home does not exist yet and its parent {existing}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{where} is not writable (read-only)"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".weprompt-doctor-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{where} is not writable ({exc.strerror or exc})"
+    sessions = root / "sessions"
+    if sessions.exists() and not (sessions.is_dir() and os.access(sessions, os.W_OK | os.X_OK)):
+        return f"{sessions} is not a writable folder: sessions cannot be saved"
+    return None
+
+
+def _home_hint(source: str) -> str:
+    if source == "WEPROMPT_HOME":
+        return "point WEPROMPT_HOME at a writable folder (export WEPROMPT_HOME=~/weprompt)"
+    return "set WEPROMPT_HOME to a writable folder (export WEPROMPT_HOME=~/weprompt)"
+
+
 def doctor_report() -> dict[str, Any]:
     """Everything `weprompt doctor` prints, as data (never raises for missing pieces)."""
     from weprompt_cli.hardware.advice import choose_strategy
@@ -42,6 +80,10 @@ def doctor_report() -> dict[str, Any]:
     home = resolve_home()
     inv = detect_inventory()
     kernel_ok, kernel_why = cuda_kernel_usable(inv, home)
+    problem = home_problem(home.root)
+    problems = list(inv.problems)
+    if problem:
+        problems.insert(0, f"{problem} ({home.root})")
     models = []
     for m in load_catalog().models:
         a = choose_strategy(
@@ -77,8 +119,15 @@ def doctor_report() -> dict[str, Any]:
         "ninja": inv.ninja,
         "cuda_kernel": {"usable": kernel_ok, "reason": kernel_why},
         "decode_path": _decode_path(),
-        "home": {"root": str(home.root), "source": home.source, "config": str(home.config_file)},
-        "problems": list(inv.problems),
+        "home": {
+            "root": str(home.root),
+            "source": home.source,
+            "config": str(home.config_file),
+            "usable": problem is None,
+            "problem": problem,
+            "hint": _home_hint(home.source) if problem else None,
+        },
+        "problems": problems,
         "models": models,
     }
 
@@ -118,9 +167,14 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     out(f"CUDA kernel   {'yes' if k['usable'] else 'no'}: {k['reason']}")
     if r["decode_path"]:
         out(f"decode path   {r['decode_path']}")
-    out(f"home          {r['home']['root']} ({_HOME_SOURCES.get(r['home']['source'], r['home']['source'])})")
+    h = r["home"]
+    out(f"home          {h['root']} ({_HOME_SOURCES.get(h['source'], h['source'])})")
+    if h["problem"]:
+        out(f"home PROBLEM  {h['problem']}")
+        out(f"  hint        {h['hint']}")
     for p in r["problems"]:
-        out(f"note          {p}")
+        if not (h["problem"] and p.startswith(h["problem"])):  # said just above
+            out(f"note          {p}")
     out("")
     out("models (what --strategy auto picks here):")
     width = max(len(m["name"]) for m in r["models"])
