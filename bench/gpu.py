@@ -209,10 +209,10 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     start = time.perf_counter()
     engine = load_engine(path, args.strategy, verbose=False)
     if args.dry_run and engine.decode_path == PLAIN:
-        install(engine, capture=None)  # the CPU has no graphs: run the same static forward eagerly
+        engine.set_decode_path(*install(engine.model, capture=None))  # the CPU has no graphs: run the same static forward eagerly
     load_s = time.perf_counter() - start
     model = engine.model
-    decoder = engine._decoder
+    decoder = engine.decoder
     out(f"## {name}: {engine.info.n_layer} x {engine.info.n_embd}, {engine.info.n_params / 1e9:.2f}B parameters")
     out(f"load {load_s:.1f}s (incl. capture); decode path: {engine.decode_path} ({engine.decode_path_reason})")
     out(f"rwkv CUDA kernel in use: {engine.kernel}")
@@ -229,7 +229,7 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
 
     ids = engine.encode(TEXT * 80)
     base = engine.zero_state()
-    base_logits = engine._forward(ids[:32], base)  # a realistic starting state
+    base_logits = engine.forward(ids[:32], base)  # a realistic starting state
     n = args.tokens
 
     def bare_decode(count: int) -> list[int]:
@@ -281,21 +281,21 @@ def bench_size(name: str, path: Path, args: argparse.Namespace, out: Report, ban
     out(teacher_forced(engine, decoder, base, base_logits, bare_tokens))
 
     # The other block math (forward.py `ops`): plain torch vs the package's TorchScript functions.
-    saved = (engine.decode_path, engine.decode_path_reason, engine._decoder)
+    saved = (engine.decode_path, engine.decode_path_reason, engine.decoder)
     other = "package" if decoder.fwd.ops == "torch" else "torch"
-    install(engine, capture=None if args.dry_run else cuda_capture, ops=other)
-    if engine._decoder is None:
+    engine.set_decode_path(*install(engine.model, capture=None if args.dry_run else cuda_capture, ops=other))
+    if engine.decoder is None:
         out(f"ops={other}: {engine.decode_path_reason}")
     else:
         ours_decode(8, greedy)
         other_s, other_tokens = timed(device, lambda: ours_decode(n, greedy))
-        out(teacher_forced(engine, engine._decoder, base, base_logits, bare_tokens))
+        out(teacher_forced(engine, engine.decoder, base, base_logits, bare_tokens))
         same = sum(a == b for a, b in zip(bare_tokens, other_tokens))
         out(
             f"decode WePrompt greedy, ops={other} {n / other_s:10,.1f} tok/s  ({n / other_s / ceiling:6.1%} of ceiling)"
             f"  parity: {'identical' if same == n else f'{same}/{n} equal'}   (the run above: ops={decoder.fwd.ops})"
         )
-    engine._set_decode(*saved)
+    engine.set_decode_path(*saved)
 
     graph_wins = []
     for length in PREFILL_LENGTHS:
@@ -462,8 +462,8 @@ def routes_child(path: str, strategy: str) -> None:
         chunk = ids[:length]
         engine.model.forward(chunk, clone_state(base)), engine.model.forward(chunk, clone_state(base))
         chunk_s, _ = timed("cuda", lambda c=chunk: engine.model.forward(c, clone_state(base)))
-        graph_feed(engine._decoder, chunk, clone_state(base))
-        graph_s, _ = timed("cuda", lambda c=chunk: graph_feed(engine._decoder, c, clone_state(base)))
+        graph_feed(engine.decoder, chunk, clone_state(base))
+        graph_s, _ = timed("cuda", lambda c=chunk: graph_feed(engine.decoder, c, clone_state(base)))
         print(
             f"  no kernel, prefill {length:4d}: chunk {chunk_s * 1e3:7.2f} ms   graph {graph_s * 1e3:7.2f} ms   "
             f"faster: {'graph' if graph_s < chunk_s else 'chunk'}"

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from _models import bench_model
+from weprompt_cli.chat.formats import chat_format_for
 
 SENTENCE = "Answer questions about the shop database with one SQL query and one short sentence. "
 
@@ -57,7 +58,7 @@ def main() -> None:
         (home / "personas" / f"{name}.toml").write_text(
             f'schema_version = 1\nname = "{name}"\ntitle = "Long"\ndescription = "bench"\nsystem = """{system}"""\n'
         )
-        persona = find_persona(name)
+        persona = find_persona(name, home=resolve_home())
 
         def start_once() -> float:
             t0 = time.perf_counter()
@@ -75,7 +76,7 @@ def main() -> None:
             shutil.rmtree(home / "cache", ignore_errors=True)
             uncached.append(start_once())
             cached.append(start_once())
-        prompt_tokens = len(tok.encode(engine.chat_format.persona_prefix(persona.system, list(persona.examples))))
+        prompt_tokens = len(tok.encode(chat_format_for(engine.info, engine.tokenizer).persona_prefix(persona.system, list(persona.examples))))
         rows.append((prompt_tokens, statistics.median(uncached), statistics.median(cached)))
 
     print(f"\n{'persona tokens':>14} {'uncached TTFT':>14} {'cached TTFT':>12} {'speed-up':>9}")

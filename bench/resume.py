@@ -22,9 +22,9 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from _models import bench_model
+from weprompt_cli.chat.formats import chat_format_for
 
 MESSAGE = "Which customers in Paris placed an order last month?"
 REPLY = (
@@ -56,7 +56,7 @@ def main() -> None:
 
     model = bench_model(args.model)
     engine = load_engine(model, "cpu fp32")
-    persona = find_persona("sql")
+    persona = find_persona("sql", home=resolve_home())
     store = SessionStore(resolve_home())
     greedy = SamplingParams(temperature=0, top_p=1, max_tokens=1)
     tok = engine.tokenizer
@@ -78,7 +78,7 @@ def main() -> None:
         with ChatSession.start(engine, store, persona, greedy, name=name) as chat:
             fed = 0
             while fed < target:
-                prompt = engine.chat_format.turn_prompt(f"{MESSAGE} (turn {len(chat.turns) + 1})", needs_boundary=False)
+                prompt = chat_format_for(engine.info, engine.tokenizer).turn_prompt(f"{MESSAGE} (turn {len(chat.turns) + 1})", needs_boundary=False)
                 p_ids = tok.encode(prompt)
                 t0 = time.perf_counter()
                 engine.feed(p_ids + reply_ids, chat.state)
@@ -115,7 +115,7 @@ def main() -> None:
             ids = tok.encode(persona_prompt(engine, persona))
             for t in turns:
                 ids += t.prompt_tokens + t.reply_tokens
-            ids += tok.encode(engine.chat_format.turn_prompt(MESSAGE, needs_boundary=False))
+            ids += tok.encode(chat_format_for(engine.info, engine.tokenizer).turn_prompt(MESSAGE, needs_boundary=False))
             logits = engine.feed(ids, state)
             Sampler(greedy).sample(logits)
             return time.perf_counter() - t0

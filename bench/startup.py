@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from _models import bench_model
 
@@ -42,7 +41,7 @@ from weprompt_cli.chat.session import ChatSession
 from weprompt_cli.engine import SamplingParams
 from weprompt_cli.personas import find_persona
 from weprompt_cli.store import SessionStore
-chat = ChatSession.start(engine, SessionStore(resolve_home()), find_persona("sql"), SamplingParams(max_tokens=1))
+chat = ChatSession.start(engine, SessionStore(resolve_home()), find_persona("sql", home=resolve_home()), SamplingParams(max_tokens=1))
 marks["session + persona prefill"] = time.time() - t0
 reply = chat.send("How many customers are there?")
 next(iter(reply), None); marks["message prefill + first token"] = time.time() - t0

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 from typing import Any
+from weprompt_cli.chat.formats import chat_format_for
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -127,7 +128,7 @@ def multi_turn_state_gap(engine: Any, *, seed: int = 5) -> dict[str, Any]:
     """Chat several turns, then feed every recorded id in one go: how far apart are the two states?"""
     from weprompt_cli.engine import Sampler, SamplingParams, clone_state
 
-    fmt = engine.chat_format
+    fmt = chat_format_for(engine.info, engine.tokenizer)
     params = SamplingParams(temperature=1.0, top_p=0.9, seed=seed, presence_penalty=0.2, frequency_penalty=0.2)
     state = engine.zero_state()
     ids = engine.tokenizer.encode(fmt.persona_prefix("You answer questions about SQL.", [("Hi", "Hello!")]))
@@ -160,7 +161,7 @@ def one_turn(engine: Any) -> dict[str, Any]:
     """One chat turn through the engine, as the chat layer runs it."""
     from weprompt_cli.engine import Sampler, SamplingParams
 
-    fmt = engine.chat_format
+    fmt = chat_format_for(engine.info, engine.tokenizer)
     state = engine.zero_state()
     prompt = fmt.persona_prefix("You are helpful.", []) + fmt.turn_prompt("Hello, who are you?", needs_boundary=False)
     logits = engine.feed(engine.tokenizer.encode(prompt), state)

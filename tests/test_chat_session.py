@@ -9,6 +9,9 @@ import pytest
 
 from checkpoints import tiny_model
 
+from weprompt_cli.paths import resolve_home
+from weprompt_cli.chat.formats import WORLD, chat_format_for
+
 torch = pytest.importorskip("torch")
 
 
@@ -32,7 +35,7 @@ def store(weprompt_home: Path) -> Any:
 def persona() -> Any:
     from weprompt_cli.personas import find_persona
 
-    return find_persona("sql")
+    return find_persona("sql", home=resolve_home())
 
 
 def greedy(max_tokens: int = 12) -> Any:
@@ -60,7 +63,7 @@ def test_state_after_turns_equals_feeding_the_recorded_tokens_in_one_go(engine, 
     with ChatSession.start(engine, store, persona, greedy()) as chat:
         for text in ["list all customers", "now only those in Paris", "thanks"]:
             chat.send(text).text()
-        ids = engine.tokenizer.encode(persona_prompt(engine, persona))
+        ids = engine.tokenizer.encode(persona_prompt(chat_format_for(engine.info, engine.tokenizer), persona))
         for turn in chat.turns:
             ids += turn.prompt_tokens + turn.reply_tokens
         assert_same_state(chat.state, feed_all(engine, ids))
@@ -101,18 +104,18 @@ def test_a_cached_persona_starts_without_feeding_its_prompt(engine, store, perso
     from weprompt_cli.chat.persona_state import persona_prompt, persona_state
 
     cache = store.home.cache
-    state1, n1, cached1 = persona_state(engine, persona, cache)
+    state1, n1, cached1 = persona_state(engine, chat_format_for(engine.info, engine.tokenizer), persona, cache)
     fed: list[int] = []
     original_feed = engine.feed
     engine.feed = lambda tokens, state, **kw: (fed.extend(tokens), original_feed(tokens, state, **kw))[1]
     try:
-        state2, n2, cached2 = persona_state(engine, persona, cache)
+        state2, n2, cached2 = persona_state(engine, chat_format_for(engine.info, engine.tokenizer), persona, cache)
     finally:
         engine.feed = original_feed
     assert (cached1, cached2) == (False, True)
     assert fed == []
-    assert n1 == n2 == len(engine.tokenizer.encode(persona_prompt(engine, persona)))
-    fresh = feed_all(engine, engine.tokenizer.encode(persona_prompt(engine, persona)))
+    assert n1 == n2 == len(engine.tokenizer.encode(persona_prompt(chat_format_for(engine.info, engine.tokenizer), persona)))
+    fresh = feed_all(engine, engine.tokenizer.encode(persona_prompt(chat_format_for(engine.info, engine.tokenizer), persona)))
     assert_same_state(state2, fresh)
 
 
@@ -122,7 +125,7 @@ def test_editing_the_persona_changes_the_cached_state(engine, store, persona) ->
     from weprompt_cli.chat.persona_state import cache_path
 
     edited = dataclasses.replace(persona, system=persona.system + " Be brief.")
-    assert cache_path(store.home.cache, engine, edited) != cache_path(store.home.cache, engine, persona)
+    assert cache_path(store.home.cache, engine, WORLD, edited) != cache_path(store.home.cache, engine, WORLD, persona)
 
 
 def test_retry_answers_again_from_the_state_before_the_last_turn(engine, store, persona) -> None:
@@ -174,7 +177,7 @@ def test_an_interrupted_turn_is_kept_and_the_next_turn_marks_the_boundary(engine
         assert 0 < len(reply.turn.reply_tokens) < 50
         chat.send("continue").text()
         assert chat.turns[1].prompt_text.startswith("\n\n")
-        ids = engine.tokenizer.encode(persona_prompt(engine, persona))
+        ids = engine.tokenizer.encode(persona_prompt(chat_format_for(engine.info, engine.tokenizer), persona))
         for turn in chat.turns:
             ids += turn.prompt_tokens + turn.reply_tokens
         assert_same_state(chat.state, feed_all(engine, ids))
@@ -188,7 +191,7 @@ def test_cancel_during_prefill_records_nothing_and_keeps_the_state(engine, store
         before = [t.clone() for t in chat.state]
         reply = chat.send("a long message " * 200, cancel=lambda: True)
         assert list(reply) == []
-        assert reply.turn is None and reply.cancelled_in_prefill
+        assert reply.turn is None
         assert len(chat.turns) == 1
         assert_same_state(chat.state, before)
 

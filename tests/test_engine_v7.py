@@ -24,6 +24,7 @@ from weprompt_cli.engine import (
     state_to_tensors,
 )
 from weprompt_cli.errors import InvalidFileError, WePromptError
+from weprompt_cli.chat.formats import chat_format_for
 
 PROMPT = "User: How do I count rows?\n\nAssistant:"
 
@@ -64,7 +65,7 @@ def test_v7_loads_through_rwkv_and_answers_a_turn(engine: Engine) -> None:
     from weprompt_cli.engine.runtime import loaded_family
 
     assert type(engine.model).__name__ == "RWKV_x070" and loaded_family() == "v7"
-    assert engine.info.arch == "v7" and engine.strategy == "cpu fp32" and engine.chat_format.name == "world"
+    assert engine.info.arch == "v7" and engine.strategy == "cpu fp32" and chat_format_for(engine.info, engine.tokenizer).name == "world"
     turn = one_turn(engine)
     assert turn["tokens"] and turn["reason"] in ("stop", "length")
     assert "".join(turn["pieces"]) == turn["text"]
@@ -258,14 +259,15 @@ def test_fingerprint_is_hashed_once_and_follows_the_file(
     hashed: list[Path] = []
     real = fp.file_sha256
     monkeypatch.setattr(fp, "file_sha256", lambda p: hashed.append(p) or real(p))
-    first = fp.model_fingerprint(model)
-    assert fp.model_fingerprint(model) == first and len(hashed) == 1
-    assert (fp.cache_file()).is_file()
+    cache = tmp_path / "cache"
+    first = fp.model_fingerprint(model, cache_dir=cache)
+    assert fp.model_fingerprint(model, cache_dir=cache) == first and len(hashed) == 1
+    assert (cache / fp.CACHE_FILE).is_file()
     assert first.endswith(f"-{model.stat().st_size}")
     with open(model, "r+b") as f:  # same size, different bytes, new mtime
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")
-    assert fp.model_fingerprint(model) != first and len(hashed) == 2
+    assert fp.model_fingerprint(model, cache_dir=cache) != first and len(hashed) == 2
     assert engine.fingerprint == engine.fingerprint == fp.model_fingerprint(engine.info.path)
 
 
@@ -273,7 +275,7 @@ def test_world_vocabulary_model_uses_the_world_tokenizer(tiny_models_dir: Path) 
     path = build_checkpoint("v7", tiny_models_dir / "world" / "world.pth", n_embd=64, vocab_size=65536,
                             tokenizer=None, dtype="fp16")
     world = load_engine(path, "cpu fp32")
-    assert world.tokenizer.name.startswith("rwkv-world") and world.chat_format.name == "world"
+    assert world.tokenizer.name.startswith("rwkv-world") and chat_format_for(world.info, world.tokenizer).name == "world"
     turn = one_turn(world)
     assert turn["tokens"] and "".join(turn["pieces"]) == turn["text"]
 
@@ -283,7 +285,7 @@ def test_raven_format_for_v4_on_the_20b_vocabulary(tmp_path: Path) -> None:
 
     from checkpoints import TINY_TOKENIZER
 
-    from weprompt_cli.engine import chat_format_for
+    from weprompt_cli.chat.formats import chat_format_for
     from weprompt_cli.engine.checkpoint import ModelInfo
     from weprompt_cli.engine.tokenizer import resolve_tokenizer
 

@@ -51,15 +51,15 @@ def engine(model_path: Path) -> Engine:
 @pytest.fixture(autouse=True)
 def keep_decode_path(engine: Engine) -> Iterator[None]:
     """Tests switch the shared engine's path: put the loaded one back after each."""
-    saved = (engine.decode_path, engine.decode_path_reason, engine._decoder)
+    saved = (engine.decode_path, engine.decode_path_reason, engine.decoder)
     yield
-    engine._set_decode(*saved)
+    engine.set_decode_path(*saved)
 
 
 @pytest.fixture()
 def graph_engine(engine: Engine) -> Engine:
     """The same loaded model on the graph path, capture skipped (the eager static forward)."""
-    install(engine, capture=None)
+    engine.set_decode_path(*install(engine.model, capture=None))
     assert engine.decode_path == GRAPH
     return engine
 
@@ -98,16 +98,16 @@ def test_graph_path_generation_matches_the_plain_path(engine: Engine) -> None:
     plain_tokens, plain_state, plain_logits = greedy_run(engine, 50)
     sampled = SamplingParams(temperature=0.9, top_p=0.8, top_k=30, presence_penalty=0.4, frequency_penalty=0.3, seed=7)
     plain_sampled = greedy_run(engine, 40, sampled)[0]
-    install(engine, capture=None)
+    engine.set_decode_path(*install(engine.model, capture=None))
     tokens, state, logits = greedy_run(engine, 50)
     assert tokens == plain_tokens
     assert max((a - b).abs().max().item() for a, b in zip(state, plain_state)) < 1e-4
     assert (logits - plain_logits).abs().max().item() < 1e-4
     # Seeded sampling with penalties: the device sampler on the CPU draws what the plain one draws.
     assert greedy_run(engine, 40, sampled)[0] == plain_sampled
-    assert engine._decoder.fwd.ops == "package"  # the default: the package's own block functions
-    install(engine, capture=None, ops="torch")  # the same math in plain torch ops, same buffers
-    assert engine._decoder.fwd.ops == "torch"
+    assert engine.decoder.fwd.ops == "package"  # the default: the package's own block functions
+    engine.set_decode_path(*install(engine.model, capture=None, ops="torch"))  # the same math in plain torch ops, same buffers
+    assert engine.decoder.fwd.ops == "torch"
     assert greedy_run(engine, 50)[0] == plain_tokens
 
 
@@ -119,7 +119,7 @@ def test_an_abandoned_graph_generation_still_writes_its_state_back(graph_engine:
     next(generation)
     result = generation.close()
     replay = clone_state(before)
-    graph_engine._set_decode(PLAIN, "compare", None)
+    graph_engine.set_decode_path(PLAIN, "compare", None)
     graph_engine.feed(result.tokens, replay, chunk=1)
     assert max((a - b).abs().max().item() for a, b in zip(state, replay)) < 1e-4
 
@@ -134,10 +134,10 @@ def test_short_prefill_goes_through_the_graph_and_matches_chunks(
     graph_state = graph_engine.zero_state()
     graph_logits = graph_engine.feed(ids, graph_state)
     chunk_state = graph_engine.zero_state()
-    chunk_logits = graph_engine._forward(ids, chunk_state)
+    chunk_logits = graph_engine.forward(ids, chunk_state)
     assert (graph_logits - chunk_logits).abs().max().item() < 1e-4
     assert max((a - b).abs().max().item() for a, b in zip(graph_state, chunk_state)) < 1e-4
-    assert graph_feed(graph_engine._decoder, ids[:1], graph_engine.zero_state()).dtype.is_floating_point
+    assert graph_feed(graph_engine.decoder, ids[:1], graph_engine.zero_state()).dtype.is_floating_point
 
 
 # ---------------------------------------------------------------------------- path choice and fallbacks
@@ -164,11 +164,13 @@ def test_a_model_the_graph_does_not_cover_runs_plain(engine: Engine) -> None:
 def test_cpu_and_no_graph_loads_run_plain_and_generate(
     model_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (engine.decode_path, engine._decoder) == (PLAIN, None)
+    assert (engine.decode_path, engine.decoder) == (PLAIN, None)
     assert "not on a CUDA GPU" in engine.decode_path_reason
     off = load_engine(model_path, "cpu fp32", graph=False, verbose=True)
     assert off.decode_path == PLAIN and "--no-graph" in off.decode_path_reason
-    assert "decode path: plain (graph turned off (--no-graph))" in capsys.readouterr().err
+    # The engine prints nothing itself: it describes what it chose, and the CLI shows that with --verbose.
+    assert "decode path: plain (graph turned off (--no-graph))" in off.describe()
+    assert "decode path" not in capsys.readouterr().err
     assert len(greedy_run(off, 5)[0]) == 5
 
 
@@ -178,8 +180,8 @@ def test_a_failed_capture_falls_back_to_plain_and_generation_still_works(engine:
     def boom(fwd: StaticForward) -> None:
         raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
-    install(engine, capture=boom)
-    assert engine.decode_path == PLAIN and engine._decoder is None
+    engine.set_decode_path(*install(engine.model, capture=boom))
+    assert engine.decode_path == PLAIN and engine.decoder is None
     assert "graph capture failed (RuntimeError: operation not permitted" in engine.decode_path_reason
     assert "\n" not in engine.decode_path_reason
     assert greedy_run(engine, 12)[0] == expected
@@ -305,7 +307,7 @@ def test_fp16_gpu_style_state_resumes_on_fp32_and_back(engine: Engine, tmp_path:
     assert max((a - b).abs().max().item() for a, b in zip(restored, state)) < 1e-2
     tokens = greedy_run(engine, 1)[0]
     assert tokens  # the restored state generates
-    logits = engine._forward([tokens[0]], restored)
+    logits = engine.forward([tokens[0]], restored)
     assert torch.isfinite(logits).all()
 
     # fp32 CPU state -> an fp16 engine (a separate process: the package's dtype is global) -> back.

@@ -106,29 +106,27 @@ def test_cuda_kernel_decision(inv: Inventory, release: str, ok: bool, why: str) 
     assert usable is ok and why in reason
 
 
-def test_a_failed_build_is_remembered_and_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cuda_kernel_usable(GOOD, nvcc_release="12.4")[0]
-    marker = record_build_failure(RuntimeError("Error building extension 'wkv7s'"))
+def test_a_failed_build_is_remembered_and_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert cuda_kernel_usable(GOOD, tmp_path, nvcc_release="12.4")[0]
+    marker = record_build_failure(RuntimeError("Error building extension 'wkv7s'"), tmp_path)
     assert marker.name == FAILED_MARKER
-    usable, reason = cuda_kernel_usable(GOOD, nvcc_release="12.4")
+    usable, reason = cuda_kernel_usable(GOOD, tmp_path, nvcc_release="12.4")
     assert not usable and "wkv7s" in reason and str(marker) in reason
     marker.unlink()
     monkeypatch.setenv("WEPROMPT_CUDA_KERNEL", "0")
-    assert cuda_kernel_usable(GOOD, nvcc_release="12.4") == (False, "turned off by WEPROMPT_CUDA_KERNEL=0")
+    assert cuda_kernel_usable(GOOD, tmp_path, nvcc_release="12.4") == (False, "turned off by WEPROMPT_CUDA_KERNEL=0")
 
 
-def test_kernel_env_caches_the_build_under_the_home(weprompt_home: Path) -> None:
-    env = kernel_env()
+def test_kernel_env_caches_the_build_under_the_cache_folder(tmp_path: Path) -> None:
+    env = kernel_env(tmp_path / "cache")
     assert env["RWKV_CUDA_ON"] == "1"
-    assert (
-        Path(env["TORCH_EXTENSIONS_DIR"]) == extensions_dir() == weprompt_home.resolve() / "cache" / "torch_extensions"
-    )
+    assert Path(env["TORCH_EXTENSIONS_DIR"]) == extensions_dir(tmp_path / "cache") == tmp_path / "cache" / "torch_extensions"
 
 
 def test_rwkv7_kernel_stays_off_for_a_head_size_it_was_not_built_for(monkeypatch: pytest.MonkeyPatch) -> None:
     from weprompt_cli.engine import runtime
 
-    monkeypatch.setattr(runtime, "_want_kernel", lambda strategy: (True, "nvcc and ninja found"))
+    monkeypatch.setattr(runtime, "_want_kernel", lambda strategy, build_dir=None: (True, "nvcc and ninja found"))
     assert runtime.kernel_choice("v7", "cuda fp16", 64) == (True, "nvcc and ninja found")
     usable, why = runtime.kernel_choice("v7", "cuda fp16", 32)  # the demo model's head size
     assert not usable and "head size 64" in why and "32" in why
@@ -144,7 +142,7 @@ def test_a_second_rwkv7_model_of_another_head_size_needs_a_new_process(monkeypat
     monkeypatch.setitem(sys.modules, "rwkv.model", types.ModuleType("rwkv.model"))
     with pytest.raises(WePromptError, match="head size 32 needs a new process"):
         runtime.import_rwkv_model("v7", "cuda fp16", head_size=32)
-    assert runtime.import_rwkv_model("v7", "cuda fp16", head_size=64) is sys.modules["rwkv.model"]
+    assert runtime.import_rwkv_model("v7", "cuda fp16", head_size=64)[0] is sys.modules["rwkv.model"]
 
 
 def test_kernel_build_output_stays_off_the_terminal(
@@ -166,7 +164,7 @@ def test_kernel_build_output_stays_off_the_terminal(
 
 
 def test_cuda_loads_warm_up_the_prefill_shapes_and_cpu_loads_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    from weprompt_cli.engine import engine as engine_module
+    from weprompt_cli.engine import rwkv_engine as engine_module
 
     class Recorder:
         def __init__(self, strategy: str) -> None:
@@ -175,7 +173,7 @@ def test_cuda_loads_warm_up_the_prefill_shapes_and_cpu_loads_do_not(monkeypatch:
         def zero_state(self) -> list[object]:
             return []
 
-        def _forward(self, tokens: list[int], state: list[object]) -> None:
+        def forward(self, tokens: list[int], state: list[object]) -> None:
             self.fed.append(len(tokens))
 
     import torch

@@ -85,29 +85,29 @@ def test_bad_catalog_documents_are_rejected() -> None:
 def test_resolve_a_path(tmp_path: Path) -> None:
     ckpt = tmp_path / "m.pth"
     ckpt.write_bytes(b"x")
-    assert resolve_model(str(ckpt)).path == ckpt.resolve()
-    assert resolve_model(str(tmp_path / "m")).path == ckpt.resolve()  # rwkv-style name without .pth
+    assert resolve_model(str(ckpt), home=resolve_home()).path == ckpt.resolve()
+    assert resolve_model(str(tmp_path / "m"), home=resolve_home()).path == ckpt.resolve()  # rwkv-style name without .pth
     with pytest.raises(NotFoundError, match="no model file"):
-        resolve_model(str(tmp_path / "missing.pth"))
+        resolve_model(str(tmp_path / "missing.pth"), home=resolve_home())
     with pytest.raises(InvalidFileError, match="folder"):
-        resolve_model(str(tmp_path))
+        resolve_model(str(tmp_path), home=resolve_home())
 
 
 def test_resolve_a_catalog_name_needs_a_download() -> None:
     with pytest.raises(NotFoundError) as info:
-        resolve_model("g1-1.5b")
+        resolve_model("g1-1.5b", home=resolve_home())
     assert info.value.hint == "weprompt models pull g1-1.5b"
     entry = CAT.get("g1-1.5b")
     path = entry.local_path(resolve_home())
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
-    got = resolve_model("g1-1.5b")
+    got = resolve_model("g1-1.5b", home=resolve_home())
     assert got.path == path and got.entry == entry and not got.is_demo
 
 
 def test_resolve_unknown_name_suggests() -> None:
     with pytest.raises(NotFoundError, match="no catalog model or file") as info:
-        resolve_model("g1-1.5")
+        resolve_model("g1-1.5", home=resolve_home())
     assert "g1-1.5b" in (info.value.hint or "")
 
 
@@ -116,15 +116,15 @@ def test_resolve_none_uses_config_then_demo(tmp_path: Path, monkeypatch: pytest.
 
     ckpt = tmp_path / "mine.pth"
     ckpt.write_bytes(b"x")
-    assert resolve_model(None, config=Config(default_model=str(ckpt))).path == ckpt.resolve()
+    assert resolve_model(None, config=Config(default_model=str(ckpt)), home=resolve_home()).path == ckpt.resolve()
     demo = tmp_path / "demo.pth"
     demo.write_bytes(b"x")
     monkeypatch.setattr(resolve_mod, "demo_model_dir", lambda: tmp_path)
     monkeypatch.setattr(resolve_mod, "DEMO_FILE_NAME", "demo.pth")
     monkeypatch.setitem(__import__("sys").modules, "weprompt_cli.demo", None)  # no DEMO_MODEL_PATH
-    got = resolve_model(None, config=Config())
+    got = resolve_model(None, config=Config(), home=resolve_home())
     assert got.is_demo and got.path == demo
-    assert resolve_model("demo").is_demo
+    assert resolve_model("demo", home=resolve_home()).is_demo
 
 
 def test_resolve_demo_missing_is_a_clear_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +133,7 @@ def test_resolve_demo_missing_is_a_clear_not_found(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(resolve_mod, "demo_model_dir", lambda: tmp_path)
     monkeypatch.setitem(__import__("sys").modules, "weprompt_cli.demo", None)
     with pytest.raises(NotFoundError, match="demo model is not in this install") as info:
-        resolve_model(None, config=Config())
+        resolve_model(None, config=Config(), home=resolve_home())
     assert "models pull" in (info.value.hint or "")
 
 

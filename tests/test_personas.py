@@ -20,6 +20,7 @@ from weprompt_cli.personas import (
     persona_template,
     write_persona_template,
 )
+from weprompt_cli.paths import resolve_home
 
 BUILTIN_FILES = sorted(builtin_personas_dir().glob("*.toml"))
 
@@ -80,7 +81,7 @@ def test_each_builtin_loads_and_validates(path: Path) -> None:
 
 
 def test_builtins_are_listed_without_errors() -> None:
-    personas, errors = list_personas()
+    personas, errors = list_personas(home=resolve_home())
     assert errors == []
     assert {"sql", "project", "general"} <= {p.name for p in personas}
     assert all(p.source == "built-in" for p in personas)
@@ -88,23 +89,23 @@ def test_builtins_are_listed_without_errors() -> None:
 
 def test_default_persona_is_general_and_exists() -> None:
     assert DEFAULT_PERSONA == "general"
-    assert find_persona(DEFAULT_PERSONA).name == "general"
+    assert find_persona(DEFAULT_PERSONA, home=resolve_home()).name == "general"
 
 
 def test_1_0_names_are_aliases_of_sql_and_project() -> None:
-    assert find_persona("SQLAdvisor").name == "sql"
-    assert find_persona("ProjectAdvisor").name == "project"
-    assert find_persona("sqladvisor").name == "sql"
+    assert find_persona("SQLAdvisor", home=resolve_home()).name == "sql"
+    assert find_persona("ProjectAdvisor", home=resolve_home()).name == "project"
+    assert find_persona("sqladvisor", home=resolve_home()).name == "sql"
 
 
 def test_checkout_home_lists_each_builtin_once_as_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
     # Run from a checkout the home is the checkout, so <home>/personas is the built-in folder.
     monkeypatch.setenv("WEPROMPT_HOME", str(builtin_personas_dir().parent))
-    personas, _ = list_personas()
+    personas, _ = list_personas(home=resolve_home())
     names = [p.name for p in personas]
     assert len(names) == len(set(names))
     assert all(p.source == "built-in" for p in personas)
-    assert find_persona("sql").source == "built-in"
+    assert find_persona("sql", home=resolve_home()).source == "built-in"
 
 
 # -- user files ---------------------------------------------------------------------
@@ -112,18 +113,18 @@ def test_checkout_home_lists_each_builtin_once_as_builtin(monkeypatch: pytest.Mo
 
 def test_user_file_overrides_builtin(weprompt_home: Path) -> None:
     path = write(weprompt_home / "personas", "sql", valid_text("sql"))
-    persona = find_persona("sql")
+    persona = find_persona("sql", home=resolve_home())
     assert persona.source == "user"
     assert persona.path == path
     assert persona.title == "Test Persona"
-    personas, errors = list_personas()
+    personas, errors = list_personas(home=resolve_home())
     assert errors == []
     assert [p.source for p in personas if p.name == "sql"] == ["user"]
 
 
 def test_user_file_adds_a_persona(weprompt_home: Path) -> None:
     write(weprompt_home / "personas", "tester", valid_text())
-    persona = find_persona("tester")
+    persona = find_persona("tester", home=resolve_home())
     assert persona == dataclasses.replace(persona)  # frozen, comparable
     assert persona.system == "You are a test persona."  # surrounding whitespace stripped
     assert persona.examples == (("Hi", "Hello."),)
@@ -137,7 +138,7 @@ def test_user_file_adds_a_persona(weprompt_home: Path) -> None:
         "penalty_decay": 0.99,
         "max_tokens": 50,
     }
-    assert {"tester", "sql"} <= {p.name for p in list_personas()[0]}
+    assert {"tester", "sql"} <= {p.name for p in list_personas(home=resolve_home())[0]}
 
 
 def test_sampling_holds_only_the_keys_given(tmp_path: Path) -> None:
@@ -155,7 +156,7 @@ def test_optional_sections_may_be_left_out(tmp_path: Path) -> None:
 def test_broken_user_file_is_reported_and_the_rest_listed(weprompt_home: Path) -> None:
     broken = write(weprompt_home / "personas", "broken", "name = \n")
     write(weprompt_home / "personas", "tester", valid_text())
-    personas, errors = list_personas()
+    personas, errors = list_personas(home=resolve_home())
     assert {"tester", "sql", "project", "general"} <= {p.name for p in personas}
     assert "broken" not in {p.name for p in personas}
     assert len(errors) == 1 and errors[0].path == str(broken)
@@ -164,9 +165,9 @@ def test_broken_user_file_is_reported_and_the_rest_listed(weprompt_home: Path) -
 def test_broken_user_file_does_not_fall_back_to_the_builtin(weprompt_home: Path) -> None:
     broken = write(weprompt_home / "personas", "sql", valid_text("sql").replace("top_p = 0.9", "top_p = 2"))
     with pytest.raises(InvalidFileError) as info:
-        find_persona("sql")
+        find_persona("sql", home=resolve_home())
     assert info.value.path == str(broken)
-    personas, errors = list_personas()
+    personas, errors = list_personas(home=resolve_home())
     assert "sql" not in {p.name for p in personas}
     assert [e.path for e in errors] == [str(broken)]
 
@@ -174,14 +175,14 @@ def test_broken_user_file_does_not_fall_back_to_the_builtin(weprompt_home: Path)
 def test_hidden_and_non_toml_files_are_ignored(weprompt_home: Path) -> None:
     write(weprompt_home / "personas", ".tmp-x", "garbage = [")
     (weprompt_home / "personas" / "notes.txt").write_text("not a persona")
-    _, errors = list_personas()
+    _, errors = list_personas(home=resolve_home())
     assert errors == []
 
 
 def test_unknown_persona_lists_available_names(weprompt_home: Path) -> None:
     write(weprompt_home / "personas", "tester", valid_text())
     with pytest.raises(NotFoundError) as info:
-        find_persona("sqll")
+        find_persona("sqll", home=resolve_home())
     message = info.value.message
     assert "'sqll'" in message
     for name in ("general", "project", "sql", "tester"):
@@ -205,9 +206,9 @@ def test_unknown_persona_lists_available_names(weprompt_home: Path) -> None:
 )
 def test_invalid_persona_names_are_refused(name: str, error: type[WePromptError]) -> None:
     with pytest.raises(error):
-        find_persona(name)
+        find_persona(name, home=resolve_home())
     with pytest.raises(error):
-        write_persona_template(name)
+        write_persona_template(name, home=resolve_home())
 
 
 # -- validation errors ----------------------------------------------------------------
@@ -254,18 +255,18 @@ BAD_FILES = [
         ["'temperature'", "number"],
     ),
     ("temperature-bool", valid_text().replace("temperature = 0.5", "temperature = true"), ["'temperature'", "boolean"]),
-    ("max-tokens-float", valid_text().replace("max_tokens = 50", "max_tokens = 5.5"), ["'max_tokens'", "integer"]),
+    ("max-tokens-float", valid_text().replace("max_tokens = 50", "max_tokens = 5.5"), ["'max_tokens'", "whole number"]),
     ("examples-not-tables", MINIMAL + "examples = [1]\n", ["'examples'", "table"]),
     ("example-user-number", valid_text().replace('user = "Hi"', "user = 1"), ["'user'", "[[examples]] #1", "string"]),
     (
         "negative-temperature",
         valid_text().replace("temperature = 0.5", "temperature = -0.1"),
-        ["'temperature'", ">= 0"],
+        ["'temperature'", "from 0 to 10"],
     ),
     ("nan-temperature", valid_text().replace("temperature = 0.5", "temperature = nan"), ["'temperature'", "finite"]),
-    ("top-p-zero", valid_text().replace("top_p = 0.9", "top_p = 0"), ["'top_p'", "(0, 1]"]),
-    ("top-p-above-one", valid_text().replace("top_p = 0.9", "top_p = 1.5"), ["'top_p'", "(0, 1]"]),
-    ("max-tokens-zero", valid_text().replace("max_tokens = 50", "max_tokens = 0"), ["'max_tokens'", "> 0"]),
+    ("top-p-above-one", valid_text().replace("top_p = 0.9", "top_p = 1.5"), ["'top_p'", "from 0 to 1"]),
+    ("temperature-20", valid_text().replace("temperature = 0.5", "temperature = 20"), ["'temperature'", "from 0 to 10"]),
+    ("max-tokens-zero", valid_text().replace("max_tokens = 50", "max_tokens = 0"), ["'max_tokens'", "from 1 to"]),
     ("negative-top-k", valid_text().replace("top_k = 10", "top_k = -1"), ["'top_k'"]),
     (
         "penalty-decay-above-one",
@@ -313,10 +314,10 @@ def test_missing_file_is_not_found(tmp_path: Path) -> None:
 
 
 def test_new_persona_template_loads_as_written(weprompt_home: Path) -> None:
-    path = write_persona_template("my-helper")
+    path = write_persona_template("my-helper", home=resolve_home())
     assert path == weprompt_home / "personas" / "my-helper.toml"
     assert "#" in path.read_text()  # commented for the user
-    persona = find_persona("my-helper")
+    persona = find_persona("my-helper", home=resolve_home())
     assert persona.source == "user"
     assert persona.title == "My Helper"
     assert persona.sampling == {}
@@ -344,13 +345,13 @@ def test_every_commented_line_of_the_template_is_valid_when_uncommented(tmp_path
 
 
 def test_new_persona_refuses_to_overwrite_unless_forced(weprompt_home: Path) -> None:
-    path = write_persona_template("mine")
+    path = write_persona_template("mine", home=resolve_home())
     path.write_text(valid_text("mine"))
     with pytest.raises(ConflictError):
-        write_persona_template("mine")
-    assert find_persona("mine").title == "Test Persona"
-    write_persona_template("mine", force=True)
-    assert find_persona("mine").title == "Mine"
+        write_persona_template("mine", home=resolve_home())
+    assert find_persona("mine", home=resolve_home()).title == "Test Persona"
+    write_persona_template("mine", force=True, home=resolve_home())
+    assert find_persona("mine", home=resolve_home()).title == "Mine"
 
 
 # -- cache key ------------------------------------------------------------------------
@@ -387,11 +388,11 @@ def test_content_hash_changes_with_system_and_examples_only() -> None:
 
 def test_content_hash_follows_edits_of_the_file(weprompt_home: Path) -> None:
     path = write(weprompt_home / "personas", "tester", valid_text())
-    first = find_persona("tester").content_hash()
+    first = find_persona("tester", home=resolve_home()).content_hash()
     path.write_text(valid_text().replace('title = "Test Persona"', 'title = "Renamed"'))
-    assert find_persona("tester").content_hash() == first
+    assert find_persona("tester", home=resolve_home()).content_hash() == first
     path.write_text(valid_text().replace("a test persona", "an edited persona"))
-    assert find_persona("tester").content_hash() != first
+    assert find_persona("tester", home=resolve_home()).content_hash() != first
 
 
 def test_state_key_depends_on_persona_model_and_chat_format(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from weprompt_cli.render import format_status, print_status, render_turns
+from weprompt_cli.render import format_status, render_turns
 
 
 def test_status_line_shows_tokens_rate_and_first_token_time() -> None:
@@ -30,10 +30,19 @@ def test_status_line_passes_an_unknown_stop_reason_through() -> None:
     assert format_status(3, 1.0, None, "stop string") == "3 tokens · 3.0 tok/s · stop string"
 
 
-def test_print_status_prints_one_dim_line() -> None:
-    console = Console(file=io.StringIO(), force_terminal=True, color_system="standard")
-    print_status(console, 42, 2.3, 0.21, "stop")
-    assert console.file.getvalue() == "\x1b[2m42 tokens · 18.3 tok/s · first token 0.21 s\x1b[0m\n"  # type: ignore[attr-defined]
+def test_the_status_after_an_answer_is_one_dim_line_on_stderr() -> None:
+    import types
+
+    from weprompt_cli.render.output import Output
+    from weprompt_cli.store import Turn
+
+    out, err = io.StringIO(), io.StringIO()
+    output = Output(stdout=out, stderr=err)
+    output.err = Console(file=err, force_terminal=True, color_system="standard", highlight=False)
+    turn = Turn(1, "q", "a", "p", "r", [1], list(range(42)), "stop", "t0", "t1", tokens_per_s=42 / 2.3, first_token_s=0.21)
+    output.reply_status(types.SimpleNamespace(turn=turn, elapsed_s=2.5))  # type: ignore[arg-type]
+    assert err.getvalue() == "\x1b[2m42 tokens · 18.3 tok/s · first token 0.21 s\x1b[0m\n"
+    assert out.getvalue() == ""
 
 
 def test_render_turns_shows_user_text_verbatim_and_answers_as_markdown() -> None:

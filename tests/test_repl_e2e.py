@@ -62,9 +62,9 @@ def test_a_chat_in_the_repl_then_resume(v7: Path, weprompt_home: Path) -> None:
         child.sendline("/bogus")
         child.expect("unknown command /bogus")
         child.sendline("/set temperature warm")
-        child.expect("temperature needs a float")
+        child.expect("temperature must be a number from 0 to 10, not 'warm'")
         child.sendline("/set max_tokens 100000")
-        child.expect("max_tokens = 100000")
+        child.expect(r"max_tokens = 100000 \(saved with this session\)")
         child.expect_exact(prompt)
 
         child.sendline("write a very long report")

@@ -14,7 +14,7 @@ from weprompt_cli.server import sse
 from weprompt_cli.server.errors import validation_message
 from weprompt_cli.server.ids import discussion_session_name, validate_id
 from weprompt_cli.server.prefix_cache import PrefixCache, prefix_keys
-from weprompt_cli.server.prompt import render
+from weprompt_cli.chat.formats import render_messages as render
 from weprompt_cli.server.settings import check_bind, is_loopback
 from weprompt_cli.server.worker import FifoWorker, JobCancelled, QueueFull
 from weprompt_cli.store.names import validate_name

@@ -7,16 +7,15 @@ where it is made, not deep inside a chat.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from weprompt_cli.engine.sampling import OVERRIDABLE_KEYS
 from weprompt_cli.errors import InvalidFileError, UsageError
-from weprompt_cli.paths import Home, resolve_home
+from weprompt_cli.params import OVERRIDABLE_KEYS, check_setting, parse_setting
+from weprompt_cli.paths import Home
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,25 +54,11 @@ class Config:
         return {k: getattr(self, k) for k in SAMPLING_KEYS if getattr(self, k) is not None}
 
 
-def _float(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number from {lo:g} to {hi:g}")
-        value = float(value)
-        if not (lo <= value <= hi) or math.isnan(value):
-            raise ValueError(f"must be from {lo:g} to {hi:g}")
-        return value
+def _setting(key: str) -> Callable[[Any], Any]:
+    """The validator of a sampling setting: the same rules as persona files, flags and /set."""
 
-    return check
-
-
-def _int(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number from {lo} to {hi}")
-        if not (lo <= value <= hi):
-            raise ValueError(f"must be from {lo} to {hi}")
-        return value
+    def check(value: Any) -> Any:
+        return check_setting(key, value)
 
     return check
 
@@ -103,13 +88,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "default_model": _model,
     "strategy": _strategy,
     "default_persona": _name,
-    "temperature": _float(0.0, 10.0),
-    "top_p": _float(0.0, 1.0),
-    "top_k": _int(0, 1_000_000),
-    "presence_penalty": _float(-2.0, 10.0),
-    "frequency_penalty": _float(-2.0, 10.0),
-    "penalty_decay": _float(0.0, 1.0),
-    "max_tokens": _int(1, 1_000_000),
+    **{key: _setting(key) for key in SAMPLING_KEYS},
 }
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 assert set(KEYS) == set(VALIDATORS)
@@ -123,6 +102,11 @@ def _check_key(key: str) -> None:
 def parse_value(key: str, text: str) -> Any:
     """`text` from the command line as the type `key` takes; UsageError when invalid."""
     _check_key(key)
+    if key in SAMPLING_KEYS:
+        try:
+            return parse_setting(key, text)
+        except ValueError as exc:
+            raise UsageError(f"invalid value for {key}: {text!r} {exc}") from None
     raw: Any = text
     target = {f.name: f.type for f in fields(Config)}[key]
     if "int" in str(target) and "str" not in str(target):
@@ -159,9 +143,8 @@ def _read(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def load_config(home: Home | None = None) -> Config:
+def load_config(home: Home) -> Config:
     """Settings from `<home>/config.toml` over the defaults; InvalidFileError if the file is bad."""
-    home = home or resolve_home()
     path = home.config_file
     data = _read(path)
     schema = data.pop("schema", CONFIG_SCHEMA)
@@ -193,9 +176,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, "# WePrompt settings; change with `weprompt config set KEY VALUE`.\n" + tomli_w.dumps(body))
 
 
-def set_value(key: str, text: str, home: Home | None = None) -> Any:
+def set_value(key: str, text: str, home: Home) -> Any:
     """Validate and store one setting; returns the stored value."""
-    home = home or resolve_home()
     value = parse_value(key, text)
     load_config(home)  # refuse to rewrite a file we could not read
     data = _read(home.config_file)
@@ -205,9 +187,8 @@ def set_value(key: str, text: str, home: Home | None = None) -> Any:
     return value
 
 
-def unset_value(key: str, home: Home | None = None) -> bool:
+def unset_value(key: str, home: Home) -> bool:
     """Remove a setting (back to its default); False when it was not set."""
-    home = home or resolve_home()
     data = _read(home.config_file)
     data.pop("schema", None)
     if key not in data:
@@ -218,9 +199,8 @@ def unset_value(key: str, home: Home | None = None) -> bool:
     return True
 
 
-def config_items(home: Home | None = None) -> list[tuple[str, Any, bool]]:
+def config_items(home: Home) -> list[tuple[str, Any, bool]]:
     """(key, value, set in the file?) for every key, in a stable order."""
-    home = home or resolve_home()
     config = load_config(home)
     stored = _read(home.config_file)
     return [(k, getattr(config, k), k in stored) for k in KEYS]

@@ -10,7 +10,13 @@ A blank line ends a turn, so text written into a prompt is folded first: no blan
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from weprompt_cli.engine.checkpoint import ModelInfo
+    from weprompt_cli.engine.tokenizer import Tokenizer
 
 SEPARATOR = "\n\n"
 _BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n)+")  # a newline, then lines that are empty or only whitespace
@@ -67,6 +73,10 @@ class ChatFormat:
         text = reply_raw.split(self.separator, 1)[0]
         return text.removeprefix(" ")
 
+    def assistant_text(self, answer: str) -> str:
+        """How a finished reply is fed after the assistant label: ` {answer}` + separator."""
+        return f" {self.fold(answer)}{self.separator}"
+
 
 WORLD = ChatFormat(name="world", user_label="User", assistant_label="Assistant", system_label="System")
 RAVEN = ChatFormat(name="raven", user_label="Bob", assistant_label="Alice", system_label=None)
@@ -76,3 +86,69 @@ FORMATS = {f.name: f for f in (WORLD, RAVEN)}
 def get_format(name: str) -> ChatFormat:
     """The format named `name` ("world" or "raven"); KeyError otherwise."""
     return FORMATS[name]
+
+
+def chat_format_for(info: ModelInfo, tokenizer: Tokenizer) -> ChatFormat:
+    """The format a model was trained on: Raven for RWKV-4 on the GPT-NeoX 20B vocabulary, else World."""
+    from weprompt_cli.engine.tokenizer import NEOX_FILE, JsonTokenizer
+
+    if info.arch == "v4" and isinstance(tokenizer, JsonTokenizer) and tokenizer.path.name == NEOX_FILE:
+        return RAVEN
+    return WORLD
+
+
+# ---------------------------------------------------------------------------- whole conversations
+# OpenAI messages -> the texts fed to the model, one segment per message. Segment 0 is the
+# prefix (a persona's prompt, or the leading system messages, or empty); the last segment is
+# the final user turn's prompt, ending with the assistant label. Each segment is tokenized on
+# its own, so a conversation that grows by a turn keeps the token ids of every earlier
+# segment and the server's prefix cache finds them again. An assistant message is written
+# the way the model wrote its reply (` {answer}` and the separator), so the state after a
+# live reply and after its re-sent text agree.
+
+USER, ASSISTANT, SYSTEM, PREFIX = "user", "assistant", "system", "prefix"
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str  # prefix | user | assistant | system
+    text: str
+
+
+def render_messages(fmt: ChatFormat, messages: Sequence[tuple[str, str]], prefix: str = "") -> list[Segment]:
+    """The segments for `messages` (role, text) after an optional `prefix` (a persona's prompt).
+
+    Leading system messages join the prefix; consecutive user (or assistant) messages are
+    merged into one turn; a later system message becomes a system paragraph in place. The
+    last message must be the user's (the caller checks).
+    """
+    items = [("system" if role == "developer" else role, text) for role, text in messages]
+    head: list[str] = []
+    while items and items[0][0] == SYSTEM:
+        head.append(items.pop(0)[1])
+    prefix_text = prefix
+    system = "\n".join(t for t in head if t.strip())
+    if system.strip():
+        prefix_text += fmt.persona_prefix(system, [])
+
+    merged: list[tuple[str, str]] = []
+    for role, text in items:
+        if merged and merged[-1][0] == role and role != SYSTEM:
+            merged[-1] = (role, merged[-1][1] + "\n" + text)
+        else:
+            merged.append((role, text))
+
+    segments = [Segment(PREFIX, prefix_text)]
+    previous = PREFIX
+    for role, text in merged:
+        if role == USER:
+            segments.append(Segment(USER, fmt.turn_prompt(text, needs_boundary=False)))
+        elif role == ASSISTANT:
+            # After a user turn the label is already there; a reply without one (a greeting
+            # before any question) gets its own label.
+            label = "" if previous == USER else f"{fmt.assistant_label}:"
+            segments.append(Segment(ASSISTANT, label + fmt.assistant_text(text)))
+        else:
+            segments.append(Segment(SYSTEM, fmt.persona_prefix(text, [])))
+        previous = role
+    return segments

@@ -1,7 +1,7 @@
 """The persona state cache: a persona's prompt is fed once per model, then reused.
 
 Key: the model fingerprint, the chat format and the persona's content hash, so editing
-the persona's system prompt or examples (or changing model) makes a new entry.
+the persona's system prompt or examples (or changing model or format) makes a new entry.
 """
 
 from __future__ import annotations
@@ -12,25 +12,28 @@ from typing import TYPE_CHECKING, Any, Callable
 from weprompt_cli.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from weprompt_cli.engine import Engine
+    from weprompt_cli.chat.formats import ChatFormat
+    from weprompt_cli.engine.base import Engine
     from weprompt_cli.personas import Persona
 
-def persona_prompt(engine: "Engine", persona: "Persona") -> str:
-    """The exact text fed for a persona: its system prompt and examples in the model's format."""
-    return engine.chat_format.persona_prefix(persona.system, list(persona.examples))
+
+def persona_prompt(fmt: ChatFormat, persona: Persona) -> str:
+    """The exact text fed for a persona: its system prompt and examples in the chat format."""
+    return fmt.persona_prefix(persona.system, list(persona.examples))
 
 
-def cache_path(cache_dir: Path, engine: "Engine", persona: "Persona") -> Path:
-    """Where the state of `persona` on this engine's model is cached."""
+def cache_path(cache_dir: Path, engine: Engine, fmt: ChatFormat, persona: Persona) -> Path:
+    """Where the state of `persona` on this engine's model, in format `fmt`, is cached."""
     from weprompt_cli.personas import persona_state_key, persona_state_path
 
-    key = persona_state_key(persona, model_fingerprint=engine.fingerprint, chat_format=engine.chat_format.name)
+    key = persona_state_key(persona, model_fingerprint=engine.fingerprint, chat_format=fmt.name)
     return persona_state_path(cache_dir, key)
 
 
 def persona_state(
-    engine: "Engine",
-    persona: "Persona",
+    engine: Engine,
+    fmt: ChatFormat,
+    persona: Persona,
     cache_dir: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -39,23 +42,25 @@ def persona_state(
 
     The cache file is a session state file of turn 0 (same format, checks and checksum).
     """
-    from weprompt_cli.engine import state_from_tensors, state_to_tensors
     from weprompt_cli.store.states import StateUnavailable, decode_state, encode_state, read_header
 
-    path = cache_path(cache_dir, engine, persona)
+    path = cache_path(cache_dir, engine, fmt, persona)
     if path.is_file():
         try:
             tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint)
             _, metadata, _ = read_header(path, 0)
-            return state_from_tensors(tensors, engine), int(metadata.get("tokens", "0")), True
+            return engine.state_from_tensors(tensors), int(metadata.get("tokens", "0")), True
         except (StateUnavailable, ValueError):
             pass  # a damaged or foreign cache entry is rebuilt below
-    tokens = engine.tokenizer.encode(persona_prompt(engine, persona))
+    tokens = engine.tokenizer.encode(persona_prompt(fmt, persona))
     state = engine.zero_state()
     if tokens:
         engine.feed(tokens, state, progress=progress)
     data = encode_state(
-        state_to_tensors(state), fingerprint=engine.fingerprint, turn=0, tokens=len(tokens), arch=engine.info.arch
+        engine.state_to_tensors(state), fingerprint=engine.fingerprint, turn=0, tokens=len(tokens), arch=engine.info.arch
     )
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except Exception:  # noqa: BLE001 - a cache that cannot be written (a full disk) only costs time later
+        pass
     return state, len(tokens), False

@@ -7,19 +7,20 @@ import json
 import typer
 
 from weprompt_cli.cli.app import config_app
+from weprompt_cli.context import Context
 
 
 @config_app.command("show")
 def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print every setting, its value and whether config.toml sets it."""
     from weprompt_cli.config import config_items
-    from weprompt_cli.paths import resolve_home
 
-    items = config_items()
+    home = Context.create().home
+    items = config_items(home)
     if as_json:
         typer.echo(json.dumps({k: v for k, v, _ in items}, indent=2))
         return
-    typer.echo(f"# {resolve_home().config_file}")
+    typer.echo(f"# {home.config_file}")
     width = max(len(k) for k, _, _ in items)
     for key, value, is_set in items:
         shown = "(engine default)" if value is None and key not in ("default_model",) else value
@@ -35,7 +36,7 @@ def set_(
     """Validate and store one setting."""
     from weprompt_cli.config import set_value
 
-    stored = set_value(key, value)
+    stored = set_value(key, value, Context.create().home)
     typer.echo(f"{key} = {stored!r}")
 
 
@@ -44,7 +45,7 @@ def unset(key: str = typer.Argument(..., help="Setting name.")) -> None:
     """Remove a setting from config.toml (back to its default)."""
     from weprompt_cli.config import unset_value
 
-    if unset_value(key):
+    if unset_value(key, Context.create().home):
         typer.echo(f"{key} unset")
     else:
         typer.echo(f"{key} was not set")

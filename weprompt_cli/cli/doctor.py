@@ -75,11 +75,11 @@ def doctor_report() -> dict[str, Any]:
     from weprompt_cli.hardware.inventory import GIB, detect_inventory
     from weprompt_cli.hardware.kernel import cuda_kernel_usable
     from weprompt_cli.models.catalog import load_catalog
-    from weprompt_cli.paths import resolve_home
+    from weprompt_cli.context import Context
 
-    home = resolve_home()
+    home = Context.create().home
     inv = detect_inventory()
-    kernel_ok, kernel_why = cuda_kernel_usable(inv, home)
+    kernel_ok, kernel_why = cuda_kernel_usable(inv, home.cache)
     problem = home_problem(home.root)
     problems = list(inv.problems)
     if problem:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from weprompt_cli.cli.output import Output
+    from weprompt_cli.context import Context
+    from weprompt_cli.engine.base import Engine
+    from weprompt_cli.render.output import Output
 
 DEMO_NOTE = (
     "Using WePrompt's small built-in demo model (it knows the demo SQL schema and little else). "
@@ -14,19 +16,27 @@ DEMO_NOTE = (
 
 
 def load_engine_for_cli(
-    out: "Output", model: str | None, strategy: str | None, config: Any, *, graph: bool = True
-) -> Any:
-    """The engine for `--model`/`--strategy` (or the config's, or the demo model), with a spinner."""
+    ctx: Context, out: Output, model: str | None, strategy: str | None, *, graph: bool = True
+) -> Engine:
+    """The engine for `--model`/`--strategy` (or the config's, or the demo model), with a spinner.
+
+    With --verbose, what was loaded and how (backend, strategy, decode path) is printed once.
+    """
     from weprompt_cli.engine import load_engine
     from weprompt_cli.models.resolve import resolve_model
 
-    resolved = resolve_model(model, config=config)
-    strategy = strategy or getattr(config, "strategy", None) or "auto"
+    resolved = resolve_model(model, config=ctx.config, home=ctx.home)
+    strategy = strategy or ctx.config.strategy or "auto"
     with out.status(f"loading {resolved.path.name} ({strategy})"):
-        engine = load_engine(resolved.path, strategy, verbose=out.verbose, graph=graph)
-    if out.verbose:
-        out.info(f"model {resolved.path} · {engine.info.arch} · strategy {engine.strategy}")
-        out.info(f"decode path: {engine.decode_path} ({engine.decode_path_reason})")
+        engine = load_engine(
+            resolved.path,
+            strategy,
+            models_dir=ctx.home.models,
+            cache_dir=ctx.home.cache,
+            graph=graph,
+            verbose=ctx.verbose,
+        )
+    out.describe_engine(engine.describe())
     if resolved.is_demo:
         out.dim(DEMO_NOTE)
     return engine

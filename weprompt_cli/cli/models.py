@@ -10,6 +10,8 @@ from typing import Any, Optional
 import typer
 
 from weprompt_cli.cli.app import models_app
+from weprompt_cli.context import Context
+from weprompt_cli.paths import Home
 
 
 def _gb(n: int) -> str:
@@ -25,14 +27,12 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def model_rows(home: Any = None) -> list[dict[str, Any]]:
+def model_rows(home: Home) -> list[dict[str, Any]]:
     """One dict per catalog model: what `list` shows (also its --json)."""
     from weprompt_cli.hardware.advice import choose_strategy
     from weprompt_cli.hardware.inventory import detect_inventory
     from weprompt_cli.models.catalog import load_catalog
-    from weprompt_cli.paths import resolve_home
 
-    home = home or resolve_home()
     inventory = detect_inventory()
     rows = []
     for m in load_catalog().models:
@@ -63,7 +63,7 @@ def model_rows(home: Any = None) -> list[dict[str, Any]]:
 @models_app.command("list")
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the catalog: size, whether each model is downloaded and fits this machine."""
-    rows = model_rows()
+    rows = model_rows(Context.create().home)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -93,7 +93,7 @@ def pull(name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see '
     """Download a catalog model (and the tokenizer it needs) into <home>/models; resumes."""
     from weprompt_cli.models.pull import pull_model
 
-    result = pull_model(name, say=_say)
+    result = pull_model(name, home=Context.create().home, say=_say)
     if result.already_present:
         typer.echo(f"{name} is already downloaded: {result.path}")
     else:
@@ -107,7 +107,7 @@ def rm(name: str = typer.Argument(..., help="Catalog name of a downloaded model.
     """Delete a downloaded model, its tokenizer and any partial download."""
     from weprompt_cli.models.pull import remove_model
 
-    for path in remove_model(name):
+    for path in remove_model(name, home=Context.create().home):
         typer.echo(f"removed {path}")
 
 
@@ -121,6 +121,6 @@ def convert(
     from weprompt_cli.models.convert import convert_model
 
     _say(f"converting {model} for {strategy!r} (this loads the whole model once)")
-    result = convert_model(model, strategy, output)
+    result = convert_model(model, strategy, output, home=Context.create().home)
     typer.echo(str(result.output))
     _say(f"load it with: --model {result.output} --strategy '{result.strategy}'")

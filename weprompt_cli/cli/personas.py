@@ -12,6 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from weprompt_cli.cli.app import personas_app
+from weprompt_cli.context import Context
+from weprompt_cli.paths import Home
 from weprompt_cli.personas import (
     Persona,
     find_persona,
@@ -56,21 +58,22 @@ def _warn(line: str) -> None:
     sys.stderr.write(f"weprompt: warning: {line}\n")
 
 
-def _builtin_names() -> set[str]:
+def _builtin_names(home: Home) -> set[str]:
     """Names of the built-in persona files (to mark user files that replace one)."""
     names: set[str] = set()
-    for folder, source in persona_dirs():
+    for folder, source in persona_dirs(home):
         if source == "built-in" and folder.is_dir():
             names.update(p.stem for p in folder.glob("*.toml"))
     return names
 
 
 def _list(as_json: bool) -> None:
-    personas, errors = list_personas()
+    home = Context.create().home
+    personas, errors = list_personas(home)
     if as_json:
         typer.echo(json.dumps([_persona_dict(p) for p in personas], indent=2, ensure_ascii=False))
     else:
-        builtins = _builtin_names()
+        builtins = _builtin_names(home)
         table = Table(box=None, header_style="bold", pad_edge=False)
         table.add_column("name", no_wrap=True)
         table.add_column("title", no_wrap=True)
@@ -110,7 +113,7 @@ def show_command(
     as_json: bool = _JSON_OPTION,
 ) -> None:
     """Show one persona: its system prompt, examples, sampling overrides and file."""
-    persona = find_persona(name)
+    persona = find_persona(name, home=Context.create().home)
     if as_json:
         typer.echo(json.dumps(_persona_dict(persona), indent=2, ensure_ascii=False))
         return
@@ -155,8 +158,9 @@ def new_command(
     force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
 ) -> None:
     """Write a commented template to <home>/personas/NAME.toml for you to edit."""
-    replaces_builtin = name in _builtin_names()
-    path = write_persona_template(name, force=force)
+    home = Context.create().home
+    replaces_builtin = name in _builtin_names(home)
+    path = write_persona_template(name, force=force, home=home)
     # The template must stay valid as written; a failure here is a bug, reported as such.
     persona = load_persona_file(path)
     typer.echo(f"Wrote {path}")

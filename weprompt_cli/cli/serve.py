@@ -28,9 +28,8 @@ def serve(
     """Serve the model over HTTP: /generate-response, /v1/chat/completions, /v1/models, /health."""
     # fastapi and uvicorn are imported here and in weprompt_cli.server only, never at CLI import.
     from weprompt_cli.cli.loading import load_engine_for_cli
-    from weprompt_cli.cli.output import Output
-    from weprompt_cli.config import load_config
-    from weprompt_cli.paths import resolve_home
+    from weprompt_cli.context import Context
+    from weprompt_cli.render.output import Output
     from weprompt_cli.server.settings import CacheBounds, Limits, ServerSettings, check_bind
     from weprompt_cli.store import SessionStore
 
@@ -56,12 +55,13 @@ def serve(
         host=host, port=port, api_key=key, limits=limits,
         cache=CacheBounds(max_entries=cache_entries, max_bytes=cache_mb * 1024 * 1024),
     )
-    out = Output(verbose=verbose)
-    config = load_config()
+    ctx = Context.create(verbose=verbose)
+    out = Output.for_context(ctx)
+    config = ctx.config
     sock = bind_socket(host, port)  # a taken port fails before the model loads
     try:
-        engine = load_engine_for_cli(out, model, strategy, config, graph=not no_graph)
-        backend = Backend(engine, SessionStore(resolve_home()), config, settings)
+        engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
+        backend = Backend(engine, SessionStore(ctx.home), config, settings)
         run_server(create_app(backend, settings), sock, on_ready=announce)
     finally:
         sock.close()

@@ -31,10 +31,10 @@ class ExportFormat(str, Enum):
 
 
 def _store() -> SessionStore:
-    from weprompt_cli.paths import resolve_home
+    from weprompt_cli.context import Context
     from weprompt_cli.store import SessionStore
 
-    return SessionStore(resolve_home())
+    return SessionStore(Context.create().home)
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -185,8 +185,11 @@ def export(
         sys.stdout.write(text)
         return
     from weprompt_cli.atomic import atomic_write_text
+    from weprompt_cli.errors import NotFoundError
 
-    atomic_write_text(output, text)
+    if not output.expanduser().parent.is_dir():
+        raise NotFoundError("no such folder", path=output.expanduser().parent, hint="create it first, or give another path")
+    atomic_write_text(output.expanduser(), text)
     _console(stderr=True).print(f"wrote {output}", style="dim", markup=False)
 
 

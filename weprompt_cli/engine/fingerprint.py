@@ -2,8 +2,9 @@
 
 A fingerprint combines the file size, the tensor names and shapes, and the SHA-256 of
 the file. Hashing a multi-gigabyte file takes a while, so results are cached in
-`<home>/cache/fingerprints.json`, keyed by the resolved path and checked against the
-file's size and mtime_ns: a file is hashed once, until it changes.
+`<cache>/fingerprints.json` (the caller passes the cache folder; the CLI, its home's
+`cache/`), keyed by the resolved path and checked against the file's size and mtime_ns:
+a file is hashed once, until it changes.
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ CACHE_SCHEMA = 1
 _CHUNK = 4 * 1024 * 1024
 
 
-def cache_file() -> Path:
-    from weprompt_cli.paths import resolve_home
-
-    return resolve_home().cache / "fingerprints.json"
+CACHE_FILE = "fingerprints.json"
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -54,21 +52,24 @@ def shapes_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(shapes).encode("utf-8")).hexdigest()[:12]
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """`<sha256 prefix>-<shapes hash>-<size>` for a checkpoint, from the cache when the file is unchanged."""
+def model_fingerprint(path: str | Path, *, cache_dir: Path | None = None) -> str:
+    """`<sha256 prefix>-<shapes hash>-<size>` for a checkpoint, from `<cache_dir>/fingerprints.json`
+    when the file is unchanged (no cache without a folder)."""
     path = Path(path).expanduser()
     try:
         resolved = path.resolve(strict=True)
         st = resolved.stat()
     except (OSError, RuntimeError):
         raise NotFoundError("model file not found", path=path) from None
-    store = cache_file()
-    entries = _read_cache(store)
+    store = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
     key = str(resolved)
-    entry = entries.get(key)
-    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        return str(entry["fingerprint"])
+    if store is not None:
+        entry = _read_cache(store).get(key)
+        if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+            return str(entry["fingerprint"])
     fingerprint = f"{file_sha256(resolved)[:32]}-{shapes_digest(resolved)}-{st.st_size}"
+    if store is None:
+        return fingerprint
     entries = _read_cache(store)  # re-read: another process may have added entries meanwhile
     entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "fingerprint": fingerprint}
     try:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 from weprompt_cli.errors import WePromptError
@@ -55,10 +56,20 @@ def cuda_compiler_available() -> bool:
 V7_KERNEL_HEAD_SIZE = 64
 
 
-def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False, head_size: int | None = None) -> ModuleType:
-    """`rwkv.model`, imported for `arch`'s family; WePromptError if another family is loaded.
+def import_rwkv_model(
+    arch: str,
+    strategy: str,
+    *,
+    verbose: bool = False,
+    head_size: int | None = None,
+    build_dir: Path | None = None,
+) -> tuple[ModuleType, str | None]:
+    """(`rwkv.model` imported for `arch`'s family, a note on the CUDA kernel or None); WePromptError
+    if another family is loaded.
 
-    `head_size` (RWKV-7) keeps the CUDA kernel off for models it would compute wrongly.
+    `head_size` (RWKV-7) keeps the CUDA kernel off for models it would compute wrongly;
+    `build_dir` (the cache folder) is where the kernel build is kept. `verbose` lets the
+    package's import and build output through to the terminal.
     """
     family = family_of(arch)
     current = loaded_family()
@@ -75,28 +86,27 @@ def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False, head_s
                 f"a model of head size {head_size} needs a new process",
                 hint="load it in its own process, or set WEPROMPT_CUDA_KERNEL=0",
             )
-        return sys.modules["rwkv.model"]
+        return sys.modules["rwkv.model"], None
 
     os.environ["RWKV_V7_ON"] = "1" if family == "v7" else "0"
     os.environ["RWKV_JIT_ON"] = "1"
-    want_cuda, why = kernel_choice(arch, strategy, head_size)
-    if verbose:
-        print(f"rwkv CUDA kernel: {'yes' if want_cuda else 'no'} ({why})", file=sys.stderr)
+    want_cuda, why = kernel_choice(arch, strategy, head_size, build_dir)
+    note = f"rwkv CUDA kernel: {'yes' if want_cuda else 'no'} ({why})"
     if want_cuda:
         from weprompt_cli.hardware.kernel import kernel_env
 
-        os.environ.update(kernel_env())  # RWKV_CUDA_ON=1, the build cached under the home, ninja on PATH
+        os.environ.update(kernel_env(build_dir))  # RWKV_CUDA_ON=1, the build cached, ninja on PATH
     else:
         os.environ["RWKV_CUDA_ON"] = "0"
     try:
-        return _import(verbose)
+        return _import(verbose), note
     except Exception as exc:
         if not want_cuda:
             raise
         # Building the CUDA kernels failed (compiler mismatch...): remember it, run on plain torch.
         from weprompt_cli.hardware.kernel import record_build_failure
 
-        marker = record_build_failure(exc)
+        marker = record_build_failure(exc, build_dir)
         warnings.warn(
             f"could not build the rwkv CUDA kernel ({exc}); using plain PyTorch (delete {marker} to retry; "
             "--verbose shows the build log)",
@@ -104,7 +114,7 @@ def import_rwkv_model(arch: str, strategy: str, *, verbose: bool = False, head_s
         )
         sys.modules.pop("rwkv.model", None)
         os.environ["RWKV_CUDA_ON"] = "0"
-        return _import(verbose)
+        return _import(verbose), f"rwkv CUDA kernel: no (the build failed; delete {marker} to retry)"
 
 
 def kernel_in_use() -> bool:
@@ -113,9 +123,11 @@ def kernel_in_use() -> bool:
     return module is not None and os.environ.get("RWKV_CUDA_ON") == "1"
 
 
-def kernel_choice(arch: str, strategy: str, head_size: int | None = None) -> tuple[bool, str]:
+def kernel_choice(
+    arch: str, strategy: str, head_size: int | None = None, build_dir: Path | None = None
+) -> tuple[bool, str]:
     """(build the kernel?, why) for a model of `arch` and `head_size` run with `strategy`."""
-    want, why = _want_kernel(strategy)
+    want, why = _want_kernel(strategy, build_dir)
     if want and arch == "v7" and head_size not in (None, V7_KERNEL_HEAD_SIZE):
         return (
             False,
@@ -124,7 +136,7 @@ def kernel_choice(arch: str, strategy: str, head_size: int | None = None) -> tup
     return want, why
 
 
-def _want_kernel(strategy: str) -> tuple[bool, str]:
+def _want_kernel(strategy: str, build_dir: Path | None = None) -> tuple[bool, str]:
     """(build the kernel?, why): a CUDA strategy on a machine where `cuda_kernel_usable` says yes."""
     if "cuda" not in strategy:
         return False, "not a CUDA strategy"
@@ -134,7 +146,7 @@ def _want_kernel(strategy: str) -> tuple[bool, str]:
         from weprompt_cli.hardware.inventory import detect_inventory
         from weprompt_cli.hardware.kernel import cuda_kernel_usable
 
-        return cuda_kernel_usable(detect_inventory())
+        return cuda_kernel_usable(detect_inventory(), build_dir)
     except Exception as exc:  # noqa: BLE001 - the inventory is advice; fall back to the old test
         ok = cuda_compiler_available()
         return ok, f"inventory failed ({exc}); nvcc and ninja {'found' if ok else 'not found'}"

@@ -1,4 +1,4 @@
-"""Sampling: parameters, penalties with decay (as the rwkv PIPELINE does) and the draw.
+"""Sampling: penalties with decay (as the rwkv PIPELINE does) and the draw.
 
 The math is plain functions on torch tensors, so they run wherever the logits live
 (CPU or GPU). `Sampler` holds the per-reply state: the penalty counts and the seeded
@@ -7,11 +7,9 @@ random generator.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from weprompt_cli.errors import UsageError
+from weprompt_cli.params import SamplingParams
 
 if TYPE_CHECKING:
     import torch
@@ -20,65 +18,6 @@ if TYPE_CHECKING:
 # (it tests `text in " \t0123456789"`, so "", "12" and "0123" count as such too).
 _LIGHT_TOKENS = " \t0123456789"
 _TOP_P_PREFILTER = 256  # top-p looks at this many best tokens first, then sorts all
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to pick tokens; `with_overrides` returns a validated copy."""
-
-    temperature: float = 1.0
-    top_p: float = 0.85
-    top_k: int = 0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    penalty_decay: float = 0.996
-    max_tokens: int = 500
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> UsageError:
-            return UsageError(f"invalid {name.replace('_', '-')} {getattr(self, name)!r}: {why}")
-
-        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "penalty_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad(name, "must be a finite number")
-        for name in ("top_k", "max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad(name, "must be a whole number")
-        if not 0 <= self.temperature <= 10:
-            raise bad("temperature", "must be between 0 (greedy) and 10")
-        if not 0 <= self.top_p <= 1:
-            raise bad("top_p", "must be between 0 and 1")
-        if self.top_k < 0:
-            raise bad("top_k", "must be 0 (off) or more")
-        if not 0 <= self.penalty_decay <= 1:
-            raise bad("penalty_decay", "must be between 0 and 1")
-        if self.max_tokens < 1:
-            raise bad("max_tokens", "must be at least 1")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise bad("seed", "must be a whole number, 0 or more")
-
-    def with_overrides(self, **overrides: Any) -> SamplingParams:
-        """A copy with the given fields changed (None values are skipped); UsageError on unknown names."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise UsageError(f"unknown sampling setting(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-# ---------------------------------------------------------------------------- tensor math
-
-
-
-# What a persona or the config may override: every setting but the per-request seed.
-# One list, here, so that the persona files, config.toml and SamplingParams agree.
-OVERRIDABLE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(SamplingParams) if f.name != "seed")
 
 
 def apply_penalties(
@@ -92,6 +31,15 @@ def apply_penalties(
     penalty = (presence + counts[ids] * frequency).to(logits.dtype)  # [seen]
     logits[ids] -= penalty
     return logits
+
+
+def ban_ids(logits: torch.Tensor, ids: tuple[int, ...]) -> torch.Tensor:
+    """A copy of `logits` with `ids` at -inf (ids beyond the vocabulary are ignored)."""
+    out = logits.clone()
+    inside = [i for i in ids if 0 <= i < out.shape[-1]]
+    if inside:
+        out[inside] = float("-inf")
+    return out
 
 
 def _cutoff_in(ordered: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -203,6 +151,11 @@ class Sampler:
         self._ids: torch.Tensor | None = None  # the same as a tensor on the logits' device
         self._counts: torch.Tensor | None = None  # [V] float64, decayed counts
         self._generator: torch.Generator | None = None
+        self.banned: tuple[int, ...] = ()  # ids never sampled (a chat format's end of document)
+
+    def ban(self, ids: tuple[int, ...] | list[int]) -> None:
+        """Never sample these ids (their logits become -inf)."""
+        self.banned = tuple(sorted(set(self.banned) | {int(i) for i in ids}))
 
     def reset(self) -> None:
         """Forget the penalty counts (a new reply); the random generator keeps running."""
@@ -228,6 +181,8 @@ class Sampler:
         if self._seen and (p.presence_penalty or p.frequency_penalty):
             assert self._ids is not None and self._counts is not None
             logits = apply_penalties(logits.clone(), self._ids, self._counts, p.presence_penalty, p.frequency_penalty)
+        if self.banned:
+            logits = ban_ids(logits, self.banned)
         return sample_probs(logits, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, generator=self._generator)
 
     def observe(self, token: int, text: str) -> None:

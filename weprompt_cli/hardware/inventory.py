@@ -9,7 +9,6 @@ wrong instead of crashing. pynvml and torch are imported inside the functions.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -220,8 +219,3 @@ def detect_inventory(*, use_torch: bool = True) -> Inventory:
         gpu_source=source,
         problems=tuple(problems),
     )
-
-
-def describe_cpu() -> str:
-    """A short CPU description for doctor."""
-    return platform.processor() or platform.machine() or "unknown CPU"

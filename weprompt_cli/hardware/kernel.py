@@ -2,7 +2,8 @@
 
 The kernel is compiled by torch.utils.cpp_extension on first use (nvcc + ninja + a C++
 compiler), which takes a minute; the build is cached under
-`<home>/cache/torch_extensions` (TORCH_EXTENSIONS_DIR). A failed build is remembered in a
+`<cache>/torch_extensions` (TORCH_EXTENSIONS_DIR; the caller passes the cache folder, the
+CLI its home's `cache/`; without one, torch's own default folder). A failed build is remembered in a
 marker file so the next start goes straight to the plain path with one warning instead
 of failing the same way again; deleting the marker (or `weprompt doctor` showing the
 reason) is how to retry.
@@ -16,15 +17,16 @@ import subprocess
 from pathlib import Path
 
 from weprompt_cli.hardware.inventory import Inventory
-from weprompt_cli.paths import Home, resolve_home
 
 FAILED_MARKER = ".weprompt-kernel-build-failed"
 ENV_SWITCH = "WEPROMPT_CUDA_KERNEL"  # "0" turns the kernel off
 
 
-def extensions_dir(home: Home | None = None) -> Path:
-    """Where torch caches the compiled kernel for this home."""
-    return (home or resolve_home()).cache / "torch_extensions"
+def extensions_dir(cache_dir: Path | None) -> Path:
+    """Where torch caches the compiled kernel: `<cache_dir>/torch_extensions`, else torch's default."""
+    if cache_dir is not None:
+        return Path(cache_dir) / "torch_extensions"
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
 
 
 def nvcc_version(nvcc: str) -> str | None:
@@ -38,7 +40,7 @@ def nvcc_version(nvcc: str) -> str | None:
 
 
 def cuda_kernel_usable(
-    inventory: Inventory, home: Home | None = None, *, nvcc_release: str | None = None
+    inventory: Inventory, cache_dir: Path | None = None, *, nvcc_release: str | None = None
 ) -> tuple[bool, str]:
     """(usable, why): whether to set RWKV_CUDA_ON=1 for this machine.
 
@@ -59,16 +61,16 @@ def cuda_kernel_usable(
         return False, f"{inventory.nvcc} does not run"
     if release.split(".")[0] != inventory.torch_cuda_version.split(".")[0]:
         return False, f"nvcc is CUDA {release} but torch was built for CUDA {inventory.torch_cuda_version}"
-    marker = extensions_dir(home) / FAILED_MARKER
+    marker = extensions_dir(cache_dir) / FAILED_MARKER
     if marker.is_file():
         first = (marker.read_text(errors="replace").strip().splitlines() or ["?"])[0]
         return False, f"the last kernel build failed ({first}); delete {marker} to try again"
-    return True, f"nvcc {release} and ninja found; the build is cached in {extensions_dir(home)}"
+    return True, f"nvcc {release} and ninja found; the build is cached in {extensions_dir(cache_dir)}"
 
 
-def kernel_env(home: Home | None = None) -> dict[str, str]:
+def kernel_env(cache_dir: Path | None = None) -> dict[str, str]:
     """The environment for a process that uses the kernel (set before importing rwkv.model)."""
-    path = extensions_dir(home)
+    path = extensions_dir(cache_dir)
     env = {"RWKV_CUDA_ON": "1", "TORCH_EXTENSIONS_DIR": str(path)}
     ninja_dir = None
     from weprompt_cli.hardware.inventory import find_tool
@@ -82,11 +84,11 @@ def kernel_env(home: Home | None = None) -> dict[str, str]:
     return env
 
 
-def record_build_failure(error: BaseException | str, home: Home | None = None) -> Path:
+def record_build_failure(error: BaseException | str, cache_dir: Path | None = None) -> Path:
     """Remember a failed build so later starts skip it (with one warning) instead of failing again."""
     from weprompt_cli.atomic import atomic_write_text
 
-    marker = extensions_dir(home) / FAILED_MARKER
+    marker = extensions_dir(cache_dir) / FAILED_MARKER
     text = str(error).strip().splitlines()[-1:] if str(error).strip() else [type(error).__name__]
     try:
         atomic_write_text(marker, (text[0] if text else "build failed")[:300] + "\n")

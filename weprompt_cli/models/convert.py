@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from weprompt_cli.errors import InvalidFileError, UsageError, WePromptError
-from weprompt_cli.paths import Home, resolve_home
+from weprompt_cli.paths import Home
 
 V7_REFUSAL = (
     "RWKV-7 checkpoints can't be pre-converted: the rwkv package has no converter for RWKV-7, "
@@ -84,13 +84,11 @@ def default_output(source: Path, strategy: str) -> Path:
 
 
 def convert_model(
-    model: str, strategy: str, output: Path | None = None, *, home: Home | None = None, timeout: float | None = None
+    model: str, strategy: str, output: Path | None = None, *, home: Home, timeout: float | None = None
 ) -> ConvertResult:
     """Convert catalog model or file `model` for `strategy`; returns where it was written."""
     from weprompt_cli.config import parse_value
     from weprompt_cli.models.resolve import resolve_model
-
-    home = home or resolve_home()
     strategy = parse_value("strategy", strategy)  # UsageError on a malformed strategy
     resolved = resolve_model(model, home=home)
     source = resolved.path

@@ -15,19 +15,18 @@ file's sha256). A file that fails either is removed, never kept as a model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
 from weprompt_cli.atomic import fsync_dir
+from weprompt_cli.engine.fingerprint import file_sha256
 from weprompt_cli.errors import DiskError, InvalidFileError, NetworkError, NotFoundError, UsageError
 from weprompt_cli.models.catalog import CatalogModel, load_catalog
-from weprompt_cli.paths import Home, resolve_home
+from weprompt_cli.paths import Home
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PARTIAL_DIR = ".partial"
@@ -87,15 +86,6 @@ def _metadata(url: str, endpoint: str, name: str) -> Any:
         raise NetworkError("HF_HUB_OFFLINE is set: downloads are off", hint="unset HF_HUB_OFFLINE") from exc
     except (httpx2.HTTPError, HfHubHTTPError, FileMetadataError, OSError) as exc:
         raise _network_error(exc, endpoint, f"looking up {name}") from exc
-
-
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _remove(path: Path) -> None:
@@ -179,7 +169,7 @@ def download_file(
         )
     if want_sha is not None:
         say(f"verifying sha256 of {label}")
-        actual = sha256_file(partial)
+        actual = file_sha256(partial)
         if actual != want_sha:
             _remove(partial)
             raise InvalidFileError(
@@ -225,9 +215,8 @@ def _download(
         raise DiskError(f"cannot write the download: {exc.strerror or exc}", path=partial) from exc
 
 
-def pull_model(name: str, *, home: Home | None = None, say: Callable[[str], None] | None = None) -> PullResult:
+def pull_model(name: str, *, home: Home, say: Callable[[str], None] | None = None) -> PullResult:
     """Download catalog model `name` (and the tokenizer it needs) into `<home>/models/`."""
-    home = home or resolve_home()
     entry = load_catalog().get(name)
     if entry.embedded:
         raise UsageError(f"{name!r} is embedded in WePrompt; there is nothing to download")
@@ -254,9 +243,8 @@ def pull_model(name: str, *, home: Home | None = None, say: Callable[[str], None
     return PullResult(dest, tok_path, fetched, was_there and fetched == 0)
 
 
-def remove_model(name: str, *, home: Home | None = None) -> list[Path]:
+def remove_model(name: str, *, home: Home) -> list[Path]:
     """Delete a downloaded catalog model, its tokenizer and partial downloads; returns what was removed."""
-    home = home or resolve_home()
     entry: CatalogModel = load_catalog().get(name)
     if entry.embedded:
         raise UsageError(f"{name!r} is embedded in WePrompt and cannot be removed")
@@ -275,13 +263,3 @@ def remove_model(name: str, *, home: Home | None = None) -> list[Path]:
     if not removed:
         raise NotFoundError(f"model {name!r} is not downloaded", path=path)
     return removed
-
-
-def models_on_disk(home: Home | None = None) -> list[CatalogModel]:
-    """Catalog models that are fully downloaded."""
-    home = home or resolve_home()
-    return [m for m in load_catalog().models if not m.embedded and m.is_downloaded(home)]
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m weprompt_cli.models.pull NAME
-    print(pull_model(sys.argv[1], say=lambda m: print(m, file=sys.stderr)))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from weprompt_cli.errors import InvalidFileError, NotFoundError
 from weprompt_cli.models.catalog import CatalogModel, load_catalog
-from weprompt_cli.paths import Home, demo_model_dir, resolve_home
+from weprompt_cli.paths import Home, demo_model_dir
 
 if TYPE_CHECKING:
     from weprompt_cli.config import Config
@@ -52,9 +52,8 @@ def _demo(home: Home) -> ResolvedModel:
     return ResolvedModel(demo_model_path(), True, entry)
 
 
-def resolve_model(arg: str | None, *, config: Config | None = None, home: Home | None = None) -> ResolvedModel:
+def resolve_model(arg: str | None, *, config: Config | None = None, home: Home) -> ResolvedModel:
     """The checkpoint for `--model` (a catalog name or a path), else config's default, else the demo."""
-    home = home or resolve_home()
     if arg is None or not str(arg).strip():
         if config is None:
             from weprompt_cli.config import load_config

@@ -7,16 +7,15 @@ and whose `path` is the file, so the CLI prints one line that says what to fix w
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from weprompt_cli.engine.sampling import OVERRIDABLE_KEYS
 from weprompt_cli.errors import InvalidFileError, NotFoundError, UnsafeError, UsageError
-from weprompt_cli.paths import Home, builtin_personas_dir, resolve_home
+from weprompt_cli.params import OVERRIDABLE_KEYS, check_setting
+from weprompt_cli.paths import Home, builtin_personas_dir
 from weprompt_cli.personas.model import Persona, PersonaSource
 
 if sys.version_info >= (3, 11):
@@ -35,18 +34,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 REQUIRED_KEYS = ("schema_version", "name", "title", "description", "system")
 OPTIONAL_KEYS = ("stop", "sampling", "examples")
 EXAMPLE_KEYS = ("user", "assistant")
-# Sampling overrides: key -> (type, check of the value, what the check requires).
-_SAMPLING_RULES: dict[str, tuple[type, Any, str]] = {
-    "temperature": (float, lambda v: v >= 0, ">= 0"),
-    "top_p": (float, lambda v: 0 < v <= 1, "in (0, 1]"),
-    "top_k": (int, lambda v: v >= 0, ">= 0"),
-    "presence_penalty": (float, lambda v: True, "a number"),
-    "frequency_penalty": (float, lambda v: True, "a number"),
-    "penalty_decay": (float, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "max_tokens": (int, lambda v: v > 0, "> 0"),
-}
-SAMPLING_KEYS = OVERRIDABLE_KEYS
-assert set(_SAMPLING_RULES) == set(SAMPLING_KEYS), "a sampling setting without a persona rule"
+SAMPLING_KEYS = OVERRIDABLE_KEYS  # the same rules as config.toml, flags and /set (weprompt_cli.params)
+
 
 
 def validate_persona_name(name: str) -> str:
@@ -133,6 +122,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidFileError(f"invalid persona: malformed TOML {_toml_error_detail(exc)}", path=path) from None
+    except RecursionError:
+        # tomllib parses nested arrays recursively: a hostile file must not hide every persona.
+        raise InvalidFileError("invalid persona: arrays or tables nested too deeply", path=path) from None
 
 
 def _toml_error_detail(exc: Exception) -> str:
@@ -240,19 +232,11 @@ def _sampling(check: _Checker, value: Any) -> dict[str, Any]:
     check.unknown_keys(value, SAMPLING_KEYS, " in [sampling]")
     sampling: dict[str, Any] = {}
     for key, item in value.items():
-        kind, ok, requirement = _SAMPLING_RULES[key]
-        field = f"'{key}' in [sampling]"
-        if kind is int:
-            if not isinstance(item, int) or isinstance(item, bool):
-                raise check.fail(f"field {field} must be an integer (got {_toml_type(item)})")
-        else:
-            if not isinstance(item, (int, float)) or isinstance(item, bool):
-                raise check.fail(f"field {field} must be a number (got {_toml_type(item)})")
-            if not math.isfinite(item):
-                raise check.fail(f"field {field} must be a finite number (got {item})")
-        if not ok(item):
-            raise check.fail(f"field {field} must be {requirement} (got {item})")
-        sampling[key] = float(item) if kind is float else item
+        try:
+            sampling[key] = check_setting(key, item)
+        except ValueError as exc:
+            got = item if isinstance(item, (int, float)) and not isinstance(item, bool) else _toml_type(item)
+            raise check.fail(f"field '{key}' in [sampling] {exc} (got {got})") from None
     return sampling
 
 
@@ -278,13 +262,12 @@ def _examples(check: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
 # -- finding personas ---------------------------------------------------------------
 
 
-def persona_dirs(home: Home | None = None) -> list[tuple[Path, PersonaSource]]:
+def persona_dirs(home: Home) -> list[tuple[Path, PersonaSource]]:
     """The folders searched, first match wins: the user's, then the built-in one.
 
     Run from a checkout, the home is the checkout, so both are the same folder: it is
     listed once, as built-in.
     """
-    home = home or resolve_home()
     builtin = _builtin_dir()
     user = home.personas
     try:
@@ -311,7 +294,7 @@ def _dir_error(folder: Path, exc: OSError) -> InvalidFileError:
     return InvalidFileError(f"cannot read the personas folder: {exc.strerror or exc}", path=folder)
 
 
-def available_persona_names(home: Home | None = None) -> list[str]:
+def available_persona_names(home: Home) -> list[str]:
     """The names of every persona file found (valid or not), sorted."""
     names: set[str] = set()
     for folder, _ in persona_dirs(home):
@@ -322,7 +305,7 @@ def available_persona_names(home: Home | None = None) -> list[str]:
     return sorted(names)
 
 
-def resolve_persona_name(name: str, home: Home | None = None) -> str:
+def resolve_persona_name(name: str, home: Home) -> str:
     """The persona name that `name` means: itself, or the persona its 1.0 alias stands for."""
     validate_persona_name(name)
     if name in available_persona_names(home):
@@ -333,13 +316,12 @@ def resolve_persona_name(name: str, home: Home | None = None) -> str:
     return name
 
 
-def find_persona(name: str, *, home: Home | None = None) -> Persona:
+def find_persona(name: str, *, home: Home) -> Persona:
     """The persona called `name` (a user file wins over a built-in; 1.0 aliases work).
 
     Raises `NotFoundError` listing the available names, `InvalidFileError` when the file
     that would be used is broken (never falling back to a built-in silently).
     """
-    home = home or resolve_home()
     target = resolve_persona_name(name, home)
     for folder, source in persona_dirs(home):
         try:
@@ -349,7 +331,7 @@ def find_persona(name: str, *, home: Home | None = None) -> Persona:
                     return load_persona_file(path, source=source)
         except OSError as exc:
             raise _dir_error(folder, exc) from None
-    available = available_persona_names(home)
+    available = [p.name for p in list_personas(home)[0]]  # broken files are not offered
     close = difflib.get_close_matches(name, available, n=1)
     guess = f" (did you mean '{close[0]}'?)" if close else ""
     listing = ", ".join(available) if available else "none"
@@ -359,7 +341,7 @@ def find_persona(name: str, *, home: Home | None = None) -> Persona:
     )
 
 
-def list_personas(home: Home | None = None) -> tuple[list[Persona], list[InvalidFileError]]:
+def list_personas(home: Home) -> tuple[list[Persona], list[InvalidFileError]]:
     """Every persona in effect, by name, and the errors of files that could not be read.
 
     A user file hides the built-in of the same name; when the user file is broken the

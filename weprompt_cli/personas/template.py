@@ -6,7 +6,7 @@ from pathlib import Path
 
 from weprompt_cli.atomic import atomic_write_text
 from weprompt_cli.errors import ConflictError
-from weprompt_cli.paths import Home, resolve_home
+from weprompt_cli.paths import Home
 from weprompt_cli.personas.loader import SCHEMA_VERSION, validate_persona_name
 
 _TEMPLATE = '''\
@@ -56,13 +56,12 @@ def persona_template(name: str) -> str:
     return _TEMPLATE.format(name=name, title=title.replace('"', ""), schema=SCHEMA_VERSION)
 
 
-def write_persona_template(name: str, *, force: bool = False, home: Home | None = None) -> Path:
+def write_persona_template(name: str, *, force: bool = False, home: Home) -> Path:
     """Write `<home>/personas/NAME.toml` from the template and return its path.
 
     Raises `ConflictError` when the file exists, unless `force`.
     """
     validate_persona_name(name)
-    home = home or resolve_home()
     path = home.personas / f"{name}.toml"
     if path.exists() and not force:
         raise ConflictError(

@@ -4,7 +4,7 @@ Nothing here imports torch or knows about sessions; callers hand in text and a c
 """
 
 from weprompt_cli.render.plain import AnswerStream, PlainStream, make_stream
-from weprompt_cli.render.status import format_status, print_status
+from weprompt_cli.render.status import format_status
 from weprompt_cli.render.stream import MarkdownStream
 from weprompt_cli.render.transcript import render_turns
 
@@ -14,6 +14,5 @@ __all__ = [
     "PlainStream",
     "format_status",
     "make_stream",
-    "print_status",
     "render_turns",
 ]

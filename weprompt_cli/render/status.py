@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.text import Text
-
 # Why a turn stopped (the transcript's stop_reason) -> what the status line says; a
 # normal stop says nothing.
 STOP_NOTES = {"stop": "", "length": "hit max tokens", "interrupted": "interrupted"}
@@ -25,8 +22,3 @@ def format_status(tokens: int, seconds: float, first_token_s: float | None, stop
     if note:
         parts.append(note)
     return " · ".join(parts)
-
-
-def print_status(console: Console, tokens: int, seconds: float, first_token_s: float | None, stop_reason: str) -> None:
-    """Print the status line, dimmed, on ``console``."""
-    console.print(Text(format_status(tokens, seconds, first_token_s, stop_reason), style="dim"))

@@ -27,8 +27,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
-
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -39,9 +37,6 @@ from rich.segment import Segment
 from weprompt_cli.render.base import FinishOnExit
 from weprompt_cli.render.paragraphs import ParagraphBreaks
 from weprompt_cli.render.safe import printable
-
-if TYPE_CHECKING:
-    pass  # typing.Self needs Python 3.11
 
 DEFAULT_CODE_THEME = "monokai"
 
@@ -125,21 +120,31 @@ class _Run:
 
 
 class _LiveView:
-    """What the Live region shows: lines rendered at the last refresh, replayed as they are.
+    """What the Live region shows: lines rendered at the last refresh, replayed as they are,
+    then an empty line where the cursor rests.
 
     Rich re-renders the live renderable on every print above it; keeping segments here
     makes that a copy, not a Markdown render.
+
+    The empty last line is for the terminal's echo of Ctrl-C ("^C", written at the
+    cursor). Rich leaves the cursor at the end of the region's last line, and Markdown
+    pads a paragraph's lines to the full width, so the echo wrapped onto a line the
+    region did not count: the next redraw started one line too low, the region's first
+    line stayed on screen, and the final print drew it a second time. On a line of its
+    own the echo is erased with the region (so are keys typed while the answer streams).
     """
 
     def __init__(self) -> None:
         self.lines: list[list[Segment]] = []
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.lines:
+            return
         new_line = Segment.line()
-        for index, line in enumerate(self.lines):
-            if index:
-                yield new_line
+        for line in self.lines:
             yield from line
+            yield new_line
+        yield Segment("")  # the cursor's line: rich counts it as a line of the region
 
 
 class MarkdownStream(FinishOnExit):
@@ -306,7 +311,7 @@ class MarkdownStream(FinishOnExit):
         """Lines of the open block as it would print now, cut to the bottom of the screen."""
         if not self._tail.strip():
             return []
-        height = max(1, self.console.size.height - 1)
+        height = max(1, self.console.size.height - 2)  # and the cursor's line below: the region fits the screen
         markdown = Markdown(self._preview_source(height), code_theme=self.code_theme, hyperlinks=self.hyperlinks)
         run = _Run(markdown, self._gap_owed and _gap_before(markdown.parsed))
         lines = self.console.render_lines(run, self.console.options, pad=False)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from weprompt_cli.errors import WePromptError
 
 if TYPE_CHECKING:
-    from weprompt_cli.repl.loop import Repl
+    from weprompt_cli.repl.state import Repl
 
 
 class CommandError(Exception):
@@ -32,15 +32,8 @@ class Command:
     run: Callable[["Repl", str], None]
 
 
-SETTABLE = {
-    "temperature": float,
-    "top_p": float,
-    "top_k": int,
-    "max_tokens": int,
-    "presence_penalty": float,
-    "frequency_penalty": float,
-    "seed": int,
-}
+SETTABLE = ("temperature", "top_p", "top_k", "max_tokens", "presence_penalty", "frequency_penalty", "penalty_decay",
+            "seed")
 
 
 def _no_args(name: str, arg: str) -> None:
@@ -88,6 +81,8 @@ def cmd_fork(repl: "Repl", arg: str) -> None:
 def cmd_reset(repl: "Repl", arg: str) -> None:
     _no_args("reset", arg)
     old = repl.session.name
+    if repl.session.persona is None:
+        raise CommandError(f"this session's persona {repl.session.opened.meta.persona} no longer exists; use /persona NAME")
     repl.switch_session(repl.session.persona)
     repl.out.info(
         f"new session {repl.session.name} from the persona's initial state; {old} is kept as it was "
@@ -102,7 +97,7 @@ def cmd_persona(repl: "Repl", arg: str) -> None:
     if not name:
         raise CommandError("usage: /persona NAME (weprompt personas lists them)")
     try:
-        persona = find_persona(name)
+        persona = find_persona(name, home=repl.ctx.home)
     except WePromptError as exc:
         raise CommandError(exc.one_line()) from exc
     old = repl.session.name
@@ -111,6 +106,8 @@ def cmd_persona(repl: "Repl", arg: str) -> None:
 
 
 def cmd_set(repl: "Repl", arg: str) -> None:
+    from weprompt_cli.params import parse_setting
+
     parts = arg.split()
     if len(parts) != 2:
         raise CommandError(f"usage: /set {'|'.join(SETTABLE)} VALUE")
@@ -119,14 +116,14 @@ def cmd_set(repl: "Repl", arg: str) -> None:
     if key not in SETTABLE:
         raise CommandError(f"unknown setting {key!r}; one of: {', '.join(SETTABLE)}")
     try:
-        value = SETTABLE[key](raw)
-    except ValueError:
-        raise CommandError(f"{key} needs a {SETTABLE[key].__name__}, not {raw!r}") from None
+        value = parse_setting(key, raw)
+    except ValueError as exc:
+        raise CommandError(f"{key} {exc}") from None
     try:
-        repl.session.params = repl.session.params.with_overrides(**{key: value})
+        repl.session.set_params(repl.session.params.with_overrides(**{key: value}))
     except WePromptError as exc:
-        raise CommandError(exc.message) from exc
-    repl.out.info(f"{key} = {value}")
+        raise CommandError(exc.one_line()) from exc
+    repl.out.info(f"{key} = {value} (saved with this session)")
 
 
 def cmd_info(repl: "Repl", arg: str) -> None:
@@ -137,6 +134,7 @@ def cmd_info(repl: "Repl", arg: str) -> None:
         f"session   {info['session']} ({info['id']})",
         f"persona   {info['persona']}",
         f"model     {info['model']} ({info['arch']})",
+        f"backend   {info['backend']} · {info['format']} format",
         f"strategy  {info['strategy']}",
         f"state     {info['state_bytes'] / 1024:.1f} KiB",
         f"turns     {info['turns']}",
@@ -166,6 +164,8 @@ def cmd_export(repl: "Repl", arg: str) -> None:
     path = Path(target).expanduser()
     if path.is_dir():
         raise CommandError(f"{path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise CommandError(f"no folder {path.parent}: create it first, or give another path")
     try:
         atomic_write_text(path, export_markdown(repl.session.opened.meta, repl.session.turns))
     except WePromptError as exc:
@@ -183,7 +183,7 @@ COMMANDS: dict[str, Command] = {
         Command("fork", "/fork [NAME]", "copy this session as it is now into a new one", cmd_fork),
         Command("reset", "/reset", "start over in a new session (this one is kept)", cmd_reset),
         Command("persona", "/persona NAME", "new session with another persona", cmd_persona),
-        Command("set", "/set KEY VALUE", "temperature, top_p, top_k, max_tokens, ...", cmd_set),
+        Command("set", "/set KEY VALUE", "temperature, top_p, top_k, max_tokens, ... (saved with the session)", cmd_set),
         Command("info", "/info", "model, strategy, state size, turns, tokens", cmd_info),
         Command("history", "/history", "show every turn of this session", cmd_history),
         Command("export", "/export FILE", "write the transcript as Markdown", cmd_export),

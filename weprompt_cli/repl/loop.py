@@ -2,72 +2,47 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from weprompt_cli.errors import DiskError
 from weprompt_cli.repl.commands import COMMANDS, CommandError, QuitRepl, run_command
+from weprompt_cli.repl.state import Repl
 
 if TYPE_CHECKING:
-    from weprompt_cli.chat.session import ChatSession, Reply
-    from weprompt_cli.cli.output import Output
+    from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.context import Context
+    from weprompt_cli.render.output import Output
 
 EXIT_HINT = "(Ctrl-C again or Ctrl-D to quit)"
 
 
-class Repl:
-    """State of one interactive run: the current session and the terminal."""
-
-    def __init__(self, session: "ChatSession", out: "Output") -> None:
-        self.session = session
-        self.out = out
-        self._prompt = _make_prompt_session(self)
-
-    # ---------------------------------------------------------------- actions
-    def stream(self, start: Callable[[Any, Any], "Reply"]) -> None:
-        """Run one answer with Ctrl-C as 'stop', print it and its status line."""
-        from weprompt_cli.interrupt import sigint_cancels
-
-        with sigint_cancels() as cancel:
-            reply = start(cancel, self.out.prefill_progress())
-            self.out.stream_reply(reply)
-
-    def send(self, text: str) -> None:
-        self.stream(lambda cancel, progress: self.session.send(text, cancel=cancel, progress=progress))
-
-    def switch_session(self, persona: Any) -> None:
-        """Close the current session and start a new one (same model) with `persona`."""
-        from weprompt_cli.chat.session import ChatSession
-
-        old = self.session
-        new = ChatSession.start(old.engine, old.store, persona, old.params, notify=self.out.warn)
-        old.close()
-        self.session = new
-
-    def prompt_text(self) -> str:
-        persona = self.session.persona.name if self.session.persona else self.session.opened.meta.persona
-        return f"{persona} · {self.session.name} › "
-
-    # ------------------------------------------------------------------- loop
-    def run(self) -> None:
-        self.out.dim("Type a message, /help for commands, Ctrl-D to quit.")
-        while True:
+def run_loop(repl: Repl) -> None:
+    """Read lines until /quit, Ctrl-D or a double Ctrl-C; a command's error is one red line."""
+    prompt = _make_prompt_session(repl)
+    repl.out.dim("Type a message, /help for commands, Ctrl-D to quit.")
+    while True:
+        try:
+            line = prompt.prompt(repl.prompt_text())
+        except EOFError:
+            break
+        except KeyboardInterrupt:  # second Ctrl-C on an empty line (see the key binding)
+            break
+        if not line.strip():
+            continue
+        if line.startswith("/"):
             try:
-                line = self._prompt.prompt(self.prompt_text())
-            except EOFError:
+                run_command(repl, line.strip())
+            except QuitRepl:
                 break
-            except KeyboardInterrupt:  # second Ctrl-C on an empty line (see the key binding)
-                break
-            if not line.strip():
-                continue
-            if line.startswith("/"):
-                try:
-                    run_command(self, line.strip())
-                except QuitRepl:
-                    break
-                except CommandError as exc:
-                    self.out.error(str(exc))
-                continue
-            self.send(line)
-        self.out.info(f"saved: weprompt resume {self.session.name}")
+            except CommandError as exc:
+                repl.out.error(str(exc))
+            continue
+        try:
+            repl.send(line)
+        except DiskError as exc:
+            # The turn was not saved (the session is as it was before it): say so and stay.
+            repl.out.error(f"error: {exc.one_line()}" + (f" ({exc.hint})" if exc.hint else ""))
+    repl.out.info(f"saved: weprompt resume {repl.session.name}")
 
 
 def _make_prompt_session(repl: Repl) -> Any:
@@ -76,8 +51,6 @@ def _make_prompt_session(repl: Repl) -> Any:
     from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
-
-    from weprompt_cli.paths import resolve_home
 
     class SlashCompleter(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Any:
@@ -109,11 +82,26 @@ def _make_prompt_session(repl: Repl) -> Any:
 
             run_in_terminal(lambda: print(EXIT_HINT))
 
-    home = resolve_home()
-    history_file = home.history_file
-    history_file.parent.mkdir(parents=True, exist_ok=True)
+    class BestEffortHistory(FileHistory):  # type: ignore[misc]
+        """The input history file: a failed write (a full disk) warns once; the REPL goes on."""
+
+        warned = False
+
+        def store_string(self, string: str) -> None:
+            try:
+                super().store_string(string)
+            except OSError as exc:
+                if not self.warned:
+                    self.warned = True
+                    repl.out.warn(f"warning: input history not saved ({exc.strerror or exc}); the chat itself is")
+
+    history_file = repl.ctx.home.history_file
+    try:
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # the history is best-effort
     prompt_session: Any = PromptSession(
-        history=FileHistory(str(history_file)),
+        history=BestEffortHistory(str(history_file)),
         auto_suggest=AutoSuggestFromHistory(),
         completer=SlashCompleter(),
         complete_while_typing=True,
@@ -129,11 +117,11 @@ def _make_prompt_session(repl: Repl) -> Any:
     return prompt_session
 
 
-def run_repl(session: "ChatSession", out: "Output") -> None:
+def run_repl(session: ChatSession, out: Output, ctx: Context, overrides: dict[str, Any] | None = None) -> None:
     """Run the interactive chat on `session` until /quit, Ctrl-D or a double Ctrl-C."""
-    repl = Repl(session, out)
+    repl = Repl(session, out, ctx, overrides)
     try:
-        repl.run()
+        run_loop(repl)
     finally:
         if repl.session is not session:
             repl.session.close()

@@ -7,8 +7,7 @@ Layout:
   ids.py           user_id/discussion_id validation and the session name they map to
   prefix_cache.py  token-prefix hash -> RNN state, LRU bounded by entries and bytes
   worker.py        the FIFO generation worker (one thread, one model)
-  prompt.py        OpenAI messages -> token segments in the model's chat format
-  backend.py       what runs on the worker: session turns and stateless completions
+  backend.py       what runs on the worker: session turns and stateless completions (chat.turn)
   schemas.py       request bodies (pydantic)
   errors.py        APIError and the JSON error contract
   sse.py           Server-Sent Events framing

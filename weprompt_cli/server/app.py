@@ -27,7 +27,7 @@ from weprompt_cli.server.settings import ServerSettings
 from weprompt_cli.server.worker import FifoWorker, Job, JobCancelled, QueueFull
 
 if TYPE_CHECKING:
-    from weprompt_cli.server.backend import Backend, Outcome
+    from weprompt_cli.server.backend import Answer, Backend
 
 
 DISCONNECT_POLL_S = 0.1
@@ -272,7 +272,7 @@ def _raise_for(exc: BaseException) -> None:
     raise exc
 
 
-async def _run_watched(job: Job, request: Request) -> Outcome:
+async def _run_watched(job: Job, request: Request) -> Answer:
     watcher = asyncio.ensure_future(_watch(job, request))
     try:
         return await job.wait()  # type: ignore[no-any-return]
@@ -339,7 +339,7 @@ async def _stream_chunks(
                 yield sse.event(APIError(500, f"internal error: {type(other).__name__}: {other}").body())
             yield sse.DONE
             return
-        outcome: Outcome = job.result
+        outcome: Answer = job.result
         yield chunk({}, outcome.finish_reason)
         if include_usage:
             yield sse.event(

@@ -6,52 +6,64 @@ through `ChatSession` (which checkpoints the turn) and closed again, so the REPL
 resume it between two requests and the stored history stays the truth.
 
 A plain OpenAI request carries its whole conversation: the prefix cache gives the state
-after the longest already-seen prefix, and only the rest is fed. Nothing is stored.
+after the longest already-seen prefix, the earlier messages not yet seen are fed, and
+the final user message is answered by the same `TurnStream` as every other turn.
+Nothing is stored.
 
 Everything here runs on the single worker thread (see worker.py), never concurrently.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from weprompt_cli.chat.formats import ASSISTANT, PREFIX, chat_format_for, render_messages
+from weprompt_cli.chat.params import effective_params
+from weprompt_cli.chat.turn import TurnStream
 from weprompt_cli.errors import NotFoundError, WePromptError
 from weprompt_cli.server.ids import discussion_session_name
 from weprompt_cli.server.prefix_cache import PrefixCache, prefix_keys
-from weprompt_cli.server.prompt import ASSISTANT, PREFIX, assistant_text, render
 from weprompt_cli.server.settings import Limits, ServerSettings
 from weprompt_cli.server.worker import Job, JobCancelled
 
 if TYPE_CHECKING:
     from weprompt_cli.config import Config
-    from weprompt_cli.engine import Engine, SamplingParams
+    from weprompt_cli.engine.base import Engine
+    from weprompt_cli.engine.generation import GenerationResult
+    from weprompt_cli.params import SamplingParams
     from weprompt_cli.personas import Persona
     from weprompt_cli.server.schemas import ChatCompletionRequest, GenerateRequest
-    from weprompt_cli.store import SessionMeta, SessionStore
+    from weprompt_cli.store import SessionMeta, SessionStore, Turn
 
 _FINISH = {"stop": "stop", "length": "length", "interrupted": "stop"}
 
 
-@dataclass
-class Outcome:
-    """One answered request: the text, why it ended, and the token counts."""
+@dataclass(frozen=True)
+class Answer:
+    """One answered request: the turn, plus what the API reports around it."""
 
-    text: str
-    finish_reason: str  # OpenAI's: stop | length
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
+    turn: Turn
+    prompt_tokens: int  # every token the request's prompt holds (cached ones included)
+    cached_tokens: int = 0  # of those, how many came from a saved or cached state
     session_name: str | None = None
-    interrupted: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.turn.assistant
+
+    @property
+    def finish_reason(self) -> str:
+        """OpenAI's: stop | length (an interrupted reply stopped early: "stop")."""
+        return _FINISH[self.turn.stop_reason]
 
     def usage(self) -> dict[str, Any]:
+        completion = len(self.turn.reply_tokens)
         return {
             "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
 
@@ -60,96 +72,61 @@ class Outcome:
 class Plan:
     """A checked request, ready for the worker: `plan(job)` runs it there."""
 
-    run: Callable[[Job], Outcome]
+    run: Callable[[Job], Answer]
     session_name: str | None = None
 
-    def __call__(self, job: Job) -> Outcome:
+    def __call__(self, job: Job) -> Answer:
         return self.run(job)
 
 
-@dataclass
-class Counters:
-    requests: int = 0
-    tokens_fed: int = 0  # prefill tokens through Engine.feed (prompts, personas, replays)
-    tokens_generated: int = 0
-    cancelled: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: int) -> None:
-        with self.lock:
-            for key, value in deltas.items():
-                setattr(self, key, getattr(self, key) + value)
-
-    def to_dict(self) -> dict[str, int]:
-        with self.lock:
-            return {
-                "requests": self.requests,
-                "tokens_fed": self.tokens_fed,
-                "tokens_generated": self.tokens_generated,
-                "cancelled": self.cancelled,
-            }
-
-
-class CountingEngine:
-    """The engine as ChatSession sees it, with every prefilled token counted (/health)."""
-
-    def __init__(self, engine: Engine, counters: Counters) -> None:
-        self._engine = engine
-        self._counters = counters
-
-    def feed(self, tokens: list[int], state: Any, **kwargs: Any) -> Any:
-        self._counters.add(tokens_fed=len(tokens))
-        return self._engine.feed(tokens, state, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-
 def model_id_of(engine: Engine) -> str:
-    """The model's name in the API: its file name without `.pth`."""
+    """The model's name in the API: its file name without `.pth` / `.gguf`."""
     name = engine.info.path.name
-    return name.removesuffix(".pth")
+    return name.removesuffix(".pth").removesuffix(".gguf")
 
 
 class Backend:
     """One loaded model and the session store, behind the API."""
 
     def __init__(self, engine: Engine, store: SessionStore, config: Config, settings: ServerSettings) -> None:
-        from weprompt_cli.engine import clone_state, state_nbytes
-
-        self.counters = Counters()
-        self.engine: Any = CountingEngine(engine, self.counters)
+        self.engine = engine
+        self.fmt = chat_format_for(engine.info, engine.tokenizer)
         self.store = store
         self.config = config
         self.limits = settings.limits
+        self.requests = 0
+        self.cancelled = 0
         self.cache: PrefixCache[Any] = PrefixCache(
             max_entries=settings.cache.max_entries,
             max_bytes=settings.cache.max_bytes,
-            clone=clone_state,
-            nbytes=state_nbytes,
+            clone=engine.clone_state,
+            nbytes=engine.state_nbytes,
         )
         self.model_id = model_id_of(engine)
         self.system_fingerprint = "fp_" + engine.fingerprint[:16]
-        self._namespace = f"{engine.fingerprint}:{engine.chat_format.name}"
+        self._namespace = f"{engine.fingerprint}:{self.fmt.name}"
         self._ids: dict[str, str] = {}  # session name -> id, for the names this server has seen
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counters.to_dict(), "prefix_cache": self.cache.stats().to_dict()}
+        """What `/health` reports: requests, tokens fed and generated, cancellations, the prefix cache."""
+        return {
+            "requests": self.requests,
+            "tokens_fed": self.engine.counters.fed,
+            "tokens_generated": self.engine.counters.generated,
+            "cancelled": self.cancelled,
+            "prefix_cache": self.cache.stats().to_dict(),
+        }
 
-    # ------------------------------------------------------------- sampling
+    # ------------------------------------------------------------- settings
     def _params(self, persona: Persona | None, stored: dict[str, Any] | None, overrides: dict[str, Any]) -> SamplingParams:
-        """Defaults < config < persona < the session's stored settings < the request; max_tokens capped."""
-        from weprompt_cli.engine import SamplingParams
-
-        merged: dict[str, Any] = {"max_tokens": self.limits.default_max_tokens}
-        merged.update(self.config.sampling)
-        if persona is not None:
-            merged.update(persona.sampling)
-        if stored:
-            merged.update({k: v for k, v in stored.items() if k in SamplingParams.__dataclass_fields__})
-        merged.update(overrides)
-        merged["max_tokens"] = min(int(merged["max_tokens"]), self.limits.max_tokens_cap)
-        return SamplingParams().with_overrides(**merged)
+        return effective_params(
+            self.config,
+            persona,
+            stored,
+            overrides,
+            defaults={"max_tokens": self.limits.default_max_tokens},
+            max_tokens_cap=self.limits.max_tokens_cap,
+        )
 
     def _persona(self, name: str | None) -> Persona:
         from weprompt_cli.personas import DEFAULT_PERSONA, find_persona
@@ -160,13 +137,12 @@ class Backend:
     def plan_discussion(self, body: GenerateRequest, limits: Limits) -> Plan:
         """WePrompt 1.0: the discussion's session gets `user_message` as its next turn."""
         name = discussion_session_name(body.user_id, body.discussion_id)
-        persona_name = body.prompt_file
-        persona = self._persona(persona_name)  # an unknown persona is a 404 before anything is queued
+        persona = self._persona(body.prompt_file)  # an unknown persona is a 404 before anything is queued
         overrides = body.overrides(limits)
         extra = {"api": {"user_id": str(body.user_id), "discussion_id": str(body.discussion_id)}}
         text = body.user_message
 
-        def run(job: Job) -> Outcome:
+        def run(job: Job) -> Answer:
             return self._session_turn(job, name, persona, overrides, text, extra)
 
         return Plan(run, name)
@@ -179,7 +155,7 @@ class Backend:
         overrides = body.overrides(limits)
         text = body.messages[-1].text()
 
-        def run(job: Job) -> Outcome:
+        def run(job: Job) -> Answer:
             return self._session_turn(job, name, persona, overrides, text, {"api": {"session": name}})
 
         return Plan(run, name)
@@ -203,27 +179,17 @@ class Backend:
         return meta
 
     def _session_turn(
-        self,
-        job: Job,
-        name: str,
-        persona: Persona,
-        overrides: dict[str, Any],
-        text: str,
-        extra: dict[str, Any],
-    ) -> Outcome:
+        self, job: Job, name: str, persona: Persona, overrides: dict[str, Any], text: str, extra: dict[str, Any]
+    ) -> Answer:
         """One turn of the stored session `name` (created with `persona` if it is new)."""
         from weprompt_cli.chat.session import ChatSession
         from weprompt_cli.personas import find_persona
 
-        self.counters.add(requests=1)
+        self.requests += 1
         meta = self._find(name)
         if meta is None:
-            session = ChatSession.start(self.engine, self.store, persona, self._params(persona, None, overrides), name=name)
-            try:
-                session.opened.update_meta(extra={**session.opened.meta.extra, **extra})
-            except BaseException:
-                session.close()
-                raise
+            params = self._params(persona, None, overrides)
+            session = ChatSession.start(self.engine, self.store, persona, params, fmt=self.fmt, name=name, extra=extra)
         else:
             opened = self.store.open(meta.id)  # LockedError (409) while the REPL has it open
             try:
@@ -238,26 +204,18 @@ class Backend:
                 raise
         self._ids[name] = session.id
         with session:
-            history = sum(t.token_count for t in session.turns)
-            reply = session.send(text, cancel=job.cancelled)
-            for piece in reply:
+            history = session.opened.meta.prefix_tokens + sum(t.token_count for t in session.turns)
+            stream = session.send(text, cancel=job.cancelled)
+            for piece in stream:
                 job.emit(piece)
-            turn = reply.turn
+            turn = stream.turn
         if turn is None:  # cancelled during the prefill: nothing was recorded
-            self.counters.add(cancelled=1)
+            self.cancelled += 1
             raise JobCancelled("the client went away before the answer started")
         if turn.stop_reason == "interrupted":
-            self.counters.add(cancelled=1)
-        self.counters.add(tokens_generated=len(turn.reply_tokens))
-        return Outcome(
-            text=turn.assistant,
-            finish_reason=_FINISH[turn.stop_reason],
-            prompt_tokens=len(turn.prompt_tokens),
-            completion_tokens=len(turn.reply_tokens),
-            cached_tokens=history,
-            session_name=session.name,
-            interrupted=turn.stop_reason == "interrupted",
-        )
+            self.cancelled += 1
+        return Answer(turn, prompt_tokens=history + len(turn.prompt_tokens), cached_tokens=history,
+                      session_name=session.name)
 
     # ------------------------------------------------------ stateless requests
     def plan_completion(self, body: ChatCompletionRequest, limits: Limits) -> Plan:
@@ -269,7 +227,7 @@ class Backend:
         messages = [(m.role, m.text()) for m in body.messages]
         stops = body.stops()
 
-        def run(job: Job) -> Outcome:
+        def run(job: Job) -> Answer:
             return self._complete(job, persona, messages, params, stops)
 
         return Plan(run)
@@ -281,19 +239,15 @@ class Backend:
         messages: Sequence[tuple[str, str]],
         params: SamplingParams,
         stops: tuple[str, ...],
-    ) -> Outcome:
+    ) -> Answer:
+        """The prefix cache's lookup and fill around one `TurnStream` for the final user message."""
         from weprompt_cli.chat.persona_state import persona_prompt, persona_state
-        from weprompt_cli.engine import Sampler, clone_state
 
-        engine = self.engine
-        fmt = engine.chat_format
-        tokenizer = engine.tokenizer
-        self.counters.add(requests=1)
-
-        prefix = persona_prompt(engine, persona) if persona is not None else ""
-        segments = render(fmt, messages, prefix)
-        ids = [tokenizer.encode(s.text) if s.text else [] for s in segments]
-        total = sum(len(x) for x in ids)
+        engine, fmt = self.engine, self.fmt
+        self.requests += 1
+        prefix = persona_prompt(fmt, persona) if persona is not None else ""
+        segments = render_messages(fmt, messages, prefix)
+        ids = [engine.encode(s.text) if s.text else [] for s in segments]
         keys = prefix_keys(ids, self._namespace)
         ends = _running_sums([len(x) for x in ids])
 
@@ -303,55 +257,53 @@ class Backend:
             start, state = hit[0] + 1, hit[1]
         elif persona is not None:
             # The persona's prompt state comes from its disk cache (fed once per model).
-            state, _n, _from_disk = persona_state(engine, persona, self.store.home.cache)
+            state, _n, _from_disk = persona_state(engine, fmt, persona, self.store.home.cache)
             start = 1
             self.cache.put(keys[0], state, ends[0])
         else:
             state, start = engine.zero_state(), 0
         cached = ends[start - 1] if start > 0 else 0
 
-        logits = None
         last = len(ids) - 1
-        for i in range(start, len(ids)):
+        for i in range(start, last):  # earlier messages this server has not seen yet
             if not ids[i]:
                 continue
-            logits = engine.feed(ids[i], state, cancel=job.cancelled)
+            engine.feed(ids[i], state, cancel=job.cancelled)
             if job.cancelled():
-                self.counters.add(cancelled=1)
+                self.cancelled += 1
                 raise JobCancelled("the client went away during the prefill")
-            if i < last and segments[i].kind in (PREFIX, ASSISTANT):
+            if segments[i].kind in (PREFIX, ASSISTANT):
                 self.cache.put(keys[i], state, ends[i])  # a turn boundary later requests start from
-        assert logits is not None  # the final segment is a user prompt, never empty
 
-        before = clone_state(state) if self.cache.enabled else None
-        persona_stops = tuple(persona.stop) if persona is not None else ()
-        generation = engine.generate(
-            logits,
+        before = engine.clone_state(state) if self.cache.enabled else None
+
+        def remember(turn: Turn, result: GenerationResult) -> None:
+            if result.stop_reason != "interrupted" and before is not None:
+                self._remember_reply(keys[-1], ends[-1], ids, before, state, result)
+
+        stream = TurnStream(
+            engine,
             state,
-            Sampler(params),
-            stop=(fmt.separator, *persona_stops, *stops),
-            max_tokens=params.max_tokens,
+            index=1,
+            user=messages[-1][1],
+            prompt_text=segments[-1].text,
+            prompt_tokens=ids[-1],
+            params=params,
+            stops=(fmt.separator, *(persona.stop if persona is not None else ()), *stops),
             cancel=job.cancelled,
+            on_finish=remember,
         )
-        for piece in generation:
+        for piece in stream:
             job.emit(piece)
-        result = generation.result
-        self.counters.add(tokens_generated=len(result.tokens))
-        if result.stop_reason == "interrupted":
-            self.counters.add(cancelled=1)
-        elif before is not None:
-            self._remember_reply(keys[-1], ends[-1], ids, before, state, result)
-        return Outcome(
-            text=result.text,
-            finish_reason=_FINISH[result.stop_reason],
-            prompt_tokens=total,
-            completion_tokens=len(result.tokens),
-            cached_tokens=cached,
-            interrupted=result.stop_reason == "interrupted",
-        )
+        if stream.turn is None:
+            self.cancelled += 1
+            raise JobCancelled("the client went away during the prefill")
+        if stream.turn.stop_reason == "interrupted":
+            self.cancelled += 1
+        return Answer(stream.turn, prompt_tokens=ends[-1], cached_tokens=cached)
 
     def _remember_reply(
-        self, prompt_key: str, prompt_end: int, ids: list[list[int]], before: Any, after: Any, result: Any
+        self, prompt_key: str, prompt_end: int, ids: list[list[int]], before: Any, after: Any, result: GenerationResult
     ) -> None:
         """Cache the state after this reply under the key the next request will compute.
 
@@ -360,15 +312,14 @@ class Backend:
         request's prefix. Otherwise the state before the reply is kept, so only the reply
         is fed again.
         """
-        fmt = self.engine.chat_format
-        tokenizer = self.engine.tokenizer
-        expected = tokenizer.encode(assistant_text(fmt, result.text))
+        fmt, engine = self.fmt, self.engine
+        expected = engine.encode(fmt.assistant_text(result.text))
         fed = list(result.tokens)
         if result.stop_reason == "length" and fed:
             # The next request writes the separator after the cut reply: feed it here too.
-            separator = tokenizer.encode(fmt.separator)
+            separator = engine.encode(fmt.separator)
             if expected == fed + separator:
-                self.engine.feed(separator, after)
+                engine.feed(separator, after)
                 fed += separator
         if result.stop_reason in ("stop", "length") and fed == expected:
             key = prefix_keys([*ids, expected], self._namespace)[-1]

@@ -19,7 +19,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 S = TypeVar("S")
 
@@ -143,12 +143,3 @@ class PrefixCache(Generic[S]):
                 tokens_reused=self._reused,
                 evictions=self._evictions,
             )
-
-
-def tensor_list_nbytes(state: Any) -> int:
-    """Bytes held by an rwkv state (a list of tensors; None entries count 0)."""
-    total = 0
-    for t in state or ():
-        if t is not None:
-            total += t.numel() * t.element_size()
-    return total

@@ -9,6 +9,9 @@ turns and tokens are recounted, states newer than the last turn are dropped.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +41,16 @@ from weprompt_cli.store.transcript import TRANSCRIPT, read_transcript, transcrip
 if TYPE_CHECKING:
     import torch
 
-    from weprompt_cli.store.store import SessionStore
+# `claim(new_name, own_id)`: hold the store's lock with `new_name` checked free for session `own_id`.
+NameClaim = Callable[[str, str], AbstractContextManager[None]]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many state files a session keeps (see retention.py)."""
+
+    budget_bytes: int
+    keep_latest: int
 
 
 class OpenSession:
@@ -46,14 +58,16 @@ class OpenSession:
 
     def __init__(
         self,
-        store: SessionStore,
+        claim_name: NameClaim,
+        retention: Retention,
         path: Path,
         lock: FileLock,
         meta: SessionMeta,
         turns: list[Turn],
         transcript_bytes: int = 0,
     ) -> None:
-        self.store = store
+        self._claim_name = claim_name
+        self._retention = retention
         self.path = path
         self._lock = lock
         self._meta = meta
@@ -62,7 +76,7 @@ class OpenSession:
         self._transcript_bytes = transcript_bytes
 
     @classmethod
-    def _load(cls, store: SessionStore, folder: Path, lock: FileLock) -> OpenSession:
+    def _load(cls, claim_name: NameClaim, retention: Retention, folder: Path, lock: FileLock) -> OpenSession:
         # We hold the lock: leftovers of a crashed writer can go, then make the
         # files agree with the transcript.
         for sub in (folder, folder / STATES):
@@ -99,7 +113,7 @@ class OpenSession:
                     os.close(fd)
             except OSError as exc:
                 raise DiskError(f"cannot repair the transcript: {exc.strerror or exc}", path=tpath) from exc
-        session = cls(store, folder, lock, meta, read.turns, good_bytes)
+        session = cls(claim_name, retention, folder, lock, meta, read.turns, good_bytes)
         # A state newer than the transcript was written before a crash cut its turn.
         for k, p in state_files(folder / STATES).items():
             if k > len(read.turns):
@@ -235,8 +249,7 @@ class OpenSession:
         new_name = fields.get("name")
         if new_name is not None and new_name != self._meta.name:
             validate_name(new_name)
-            with self.store._store_lock():
-                self.store._check_name_free(new_name, metas=self.store._scan()[0], own_id=self._meta.id)
+            with self._claim_name(new_name, self._meta.id):
                 self._write_meta(self._meta.replace(**fields, updated_at=utc_now()))
         else:
             self._write_meta(self._meta.replace(**fields, updated_at=utc_now()))
@@ -297,6 +310,6 @@ class OpenSession:
             except OSError:
                 pass
         for k in plan_eviction(
-            sizes, budget_bytes=self.store.state_budget_bytes, keep_latest=self.store.keep_latest, protect=(protect,)
+            sizes, budget_bytes=self._retention.budget_bytes, keep_latest=self._retention.keep_latest, protect=(protect,)
         ):
             self.state_path(k).unlink(missing_ok=True)

@@ -32,7 +32,7 @@ from weprompt_cli.store.lock import FileLock
 from weprompt_cli.store.model import ModelRef, ParentRef, SessionMeta, Turn, total_tokens, utc_now
 from weprompt_cli.store.names import MAX_NAME_LEN, inside, new_session_id, validate_name
 from weprompt_cli.store.retention import DEFAULT_BUDGET_BYTES, DEFAULT_KEEP_LATEST
-from weprompt_cli.store.session import OpenSession
+from weprompt_cli.store.session import OpenSession, Retention
 from weprompt_cli.store.states import state_files
 from weprompt_cli.store.transcript import TRANSCRIPT, Problem, read_transcript, transcript_text
 
@@ -119,6 +119,16 @@ class SessionStore:
             if m.id != own_id and (m.name == name or m.id == name):
                 raise ConflictError(f"a session named '{name}' already exists", hint=f"weprompt resume {name}")
 
+    @contextmanager
+    def claim_name(self, name: str, own_id: str) -> Iterator[None]:
+        """Hold the store lock with `name` checked free for session `own_id` (a rename in progress)."""
+        with self._store_lock():
+            self._check_name_free(name, metas=self._scan()[0], own_id=own_id)
+            yield
+
+    def _retention(self) -> Retention:
+        return Retention(budget_bytes=self.state_budget_bytes, keep_latest=self.keep_latest)
+
     # -- finding ------------------------------------------------------------------
 
     def resolve(self, ref: str) -> SessionMeta:
@@ -198,7 +208,7 @@ class SessionStore:
                 # Lock before the folder becomes visible; the flock follows the inode.
                 lock = FileLock.acquire(tmp / LOCK, label=f"session {meta.label}")
         lock.path = final / LOCK
-        return OpenSession(self, final, lock, meta, [])
+        return OpenSession(self.claim_name, self._retention(), final, lock, meta, [])
 
     def open(self, ref: str) -> OpenSession:
         """The session `ref`, locked for this process (`LockedError` names another holder)."""
@@ -206,7 +216,7 @@ class SessionStore:
         folder = self.session_dir(meta.id)
         lock = FileLock.acquire(folder / LOCK, label=f"session {meta.label}")
         try:
-            return OpenSession._load(self, folder, lock)
+            return OpenSession._load(self.claim_name, self._retention(), folder, lock)
         except BaseException:
             lock.release()
             raise

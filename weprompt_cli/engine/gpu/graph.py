@@ -4,7 +4,8 @@ One `GraphDecoder` per loaded model, captured once at load and reused for every 
 session: a generation copies the caller's state into the static state, replays the graph
 once per token, and copies the static state back at the end (restoring a checkpoint or
 switching session is just that copy). Anything that goes wrong while capturing leaves
-the engine on the plain path, with the reason in `engine.decode_path_reason`.
+the engine on the plain path: `install` returns the path, the reason and the decoder,
+and the engine keeps them (`decode_path`, `decode_path_reason`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from weprompt_cli.engine.gpu.forward import StaticForward, covers
 if TYPE_CHECKING:
     import torch
 
-    from weprompt_cli.engine.engine import Engine
     from weprompt_cli.engine.sampling import Sampler
 
 GRAPH = "graph"
@@ -125,21 +125,23 @@ class GraphDecoder:
 
 
 def install(
-    engine: Engine, *, capture: Capture | None = cuda_capture, reason: str | None = None, ops: str | None = None
-) -> None:
-    """Put `engine` on the graph path (capture=None: eager, no capture); any failure leaves it on the plain path."""
+    model: Any, *, capture: Capture | None = cuda_capture, reason: str | None = None, ops: str | None = None
+) -> tuple[str, str, GraphDecoder | None]:
+    """(path, why, decoder) for a loaded RWKV-7 `model` on the graph path (capture=None: eager, no capture).
+
+    Any failure gives the plain path with the reason, never an error: a failed capture costs speed, not the chat.
+    """
     try:
-        decoder = GraphDecoder(engine.model, ops)
+        decoder = GraphDecoder(model, ops)
         if capture is not None:
             decoder.capture(capture)
-    except Exception as exc:  # noqa: BLE001 - a failed capture costs speed, never the chat
+    except Exception as exc:  # noqa: BLE001
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        engine._set_decode(PLAIN, f"graph capture failed ({type(exc).__name__}: {first}); plain path", None)
-        return
+        return PLAIN, f"graph capture failed ({type(exc).__name__}: {first}); plain path", None
     why = reason or (
         "CUDA graph token loop, sampling on the GPU" if decoder.graph is not None else "static forward, no capture"
     )
-    engine._set_decode(GRAPH, why, decoder)
+    return GRAPH, why, decoder
 
 
 # ---------------------------------------------------------------------------- decode
@@ -161,7 +163,7 @@ class GraphStep:
         fwd.load_state(state)
         device_sampler = getattr(sampler, "_device_sampler", None)
         if device_sampler is None or device_sampler.device != fwd.device:
-            device_sampler = DeviceSampler(sampler.params, fwd.device, fwd.vocab_size)
+            device_sampler = DeviceSampler(sampler.params, fwd.device, fwd.vocab_size, sampler.banned)
             sampler._device_sampler = device_sampler  # type: ignore[attr-defined]  # one per reply, as Sampler
         self.sampler = device_sampler
         self.logits = logits if logits.device == fwd.device else logits.to(fwd.device)

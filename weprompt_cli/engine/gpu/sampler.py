@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from weprompt_cli.engine.sampling import SamplingParams, draw_tensor, sampling_weights, top_p_cutoff_on_device
+from weprompt_cli.engine.sampling import ban_ids, draw_tensor, sampling_weights, top_p_cutoff_on_device
+from weprompt_cli.params import SamplingParams
 
 if TYPE_CHECKING:
     import torch
@@ -26,10 +27,13 @@ _LIGHT_TOKENS = " \t0123456789"  # the PIPELINE's rule (see sampling.py)
 class DeviceSampler:
     """`sample(logits) -> long tensor [1]` on the logits' device; `observe(token, text)` after it is accepted."""
 
-    def __init__(self, params: SamplingParams, device: torch.device | str, vocab_size: int) -> None:
+    def __init__(
+        self, params: SamplingParams, device: torch.device | str, vocab_size: int, banned: tuple[int, ...] = ()
+    ) -> None:
         import torch
 
         self.params = params
+        self.banned = banned
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         if params.seed is not None:
@@ -53,6 +57,8 @@ class DeviceSampler:
         import torch
 
         out = logits.float()
+        if self.banned:
+            out = ban_ids(out, self.banned)
         if not (self._penalize and self._any_seen):
             return out
         assert self.counts is not None and self.seen is not None

@@ -1,7 +1,8 @@
 """Everything the CLI shows: model text on stdout, status and diagnostics on stderr.
 
-One `Output` is built per command and handed down (httpie's Environment idea), so the
-REPL and the one-shot commands print the same way and tests can read both streams.
+One `Output` is built per command from its `Context` streams and handed down (httpie's
+Environment idea), so the REPL and the one-shot commands print the same way and tests
+can read both streams.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from weprompt_cli.chat.session import Reply
+    from weprompt_cli.chat.turn import TurnStream
+    from weprompt_cli.context import Context
 
 PROGRESS_MIN_TOKENS = 512  # shorter prefills finish before a bar would help
 
@@ -25,6 +27,11 @@ class Output:
         self.verbose = verbose
         self.out = Console(file=stdout or sys.stdout, highlight=False)
         self.err = Console(file=stderr or sys.stderr, highlight=False)
+
+    @classmethod
+    def for_context(cls, ctx: Context) -> Output:
+        """The output of a command: its context's streams and verbosity."""
+        return cls(verbose=ctx.verbose, stdout=ctx.stdout, stderr=ctx.stderr)
 
     # -------------------------------------------------------------- messages
     def info(self, message: str) -> None:
@@ -84,7 +91,7 @@ class Output:
         return self._progress("replaying", 1)
 
     # ----------------------------------------------------------------- reply
-    def stream_reply(self, reply: "Reply") -> None:
+    def stream_reply(self, reply: TurnStream) -> None:
         """Print an answer as it streams (Markdown on a terminal, plain text in a pipe), then its status."""
         from weprompt_cli.render import make_stream
 
@@ -99,24 +106,27 @@ class Output:
             self.out.file.flush()
         self.reply_status(reply)
 
-    def reply_status(self, reply: "Reply") -> None:
+    def reply_status(self, reply: TurnStream) -> None:
         from weprompt_cli.render import format_status
 
-        if reply.turn is None:
+        turn = reply.turn
+        if turn is None:
             self.warn("stopped before the answer began; nothing was recorded")
             return
-        turn = reply.turn
         n = len(turn.reply_tokens)
         # The rate is the decode rate (the first token's wait is shown on its own).
         seconds = n / turn.tokens_per_s if turn.tokens_per_s else reply.elapsed_s
-        self.err.print(
-            format_status(n, seconds, reply.first_token_s, turn.stop_reason),
-            style="dim",
-            markup=False,
-        )
+        self.err.print(format_status(n, seconds, turn.first_token_s, turn.stop_reason), style="dim", markup=False)
 
-    def show_recent_turns(self, turns: list[Any], count: int = 3) -> None:
-        """The last few turns, so a resumed session shows where it was."""
+    def describe_engine(self, lines: list[str]) -> None:
+        """With --verbose: what was loaded and how (backend, device, decode path), one dim line each."""
+        if self.verbose:
+            for line in lines:
+                self.info(line)
+
+    def show_recent_turns(self, turns: list[Any], count: int = 3, *, max_lines: int | None = None) -> None:
+        """The last `count` turns, so a resumed session shows where it was; answers longer than
+        `max_lines` lines are folded (None: shown in full)."""
         if not turns:
             return
         from weprompt_cli.render import render_turns
@@ -124,4 +134,4 @@ class Output:
         shown = turns[-count:]
         if len(turns) > count:
             self.dim(f"... {len(turns) - count} earlier turns (/history shows all)")
-        render_turns(self.out, [(t.user, t.assistant, t.stop_reason) for t in shown])
+        render_turns(self.out, [(t.user, t.assistant, t.stop_reason) for t in shown], max_lines=max_lines)
