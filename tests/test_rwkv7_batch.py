@@ -342,16 +342,55 @@ def test_triton_wkv_kernel_in_the_interpreter_gives_the_package_logits(tmp_path:
             worst = max(worst, max(float((a - b).abs().max()) for a, b in zip(states.take(i), want_state)))
         print(json.dumps({{"wkv": fwd.wkv, "worst": worst}}))
     """
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_json(code, TRITON_INTERPRET="1")
     assert result["wkv"] == "triton"
     assert result["worst"] < 1e-4
+
+
+def run_json(code: str, **env: str) -> Any:
+    """Run `code` in a new process (tests/ and the checkout on sys.path); the JSON it prints last."""
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT), full_env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=full_env, cwd=str(ROOT), timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bf16_model_keeps_the_package_dtypes(tmp_path: Path) -> None:
+    """x states and activations in the model dtype, the wkv state in fp32, logits float32 (a new process:
+    the package keeps the dtype of the last model loaded in a module global)."""
+    path = tiny_model("v7", tmp_path, n_layer=2, n_embd=128, seed=4)
+    result = run_json(f"""
+        import contextlib, io, json, torch
+        from weprompt_cli.engine.runtime import import_rwkv_model
+        from weprompt_cli.engine.rwkv7_batch import BatchForward
+        out = import_rwkv_model("v7", "cpu bf16")
+        package = out[0] if isinstance(out, tuple) else out
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = package.RWKV({str(path)[:-4]!r}, "cpu bf16")
+        fwd = BatchForward(model)
+        states, refs = fwd.new_state(), []
+        for i in range(3):
+            _, state = model.forward([5 + i, 9, 2 * i + 1], model.generate_zero_state())
+            states.put(states.alloc(), state)
+            refs.append(state)
+        logits = fwd.step(torch.tensor([3, 8, 13]), states)
+        worst, agree = 0.0, 0
+        for i, state in enumerate(refs):
+            want, _ = model.forward([[3, 8, 13][i]], state)
+            worst = max(worst, float((logits[i] - want.float()).abs().max() / want.float().abs().max()))
+            agree += int(logits[i].argmax()) == int(want.float().argmax())
+        print(json.dumps({{
+            "logits": str(logits.dtype), "state": [str(t.dtype) for t in states.take(0)[:3]],
+            "worst": worst, "agree": agree,
+        }}))
+    """)  # fmt: skip
+    assert result["logits"] == "torch.float32"
+    assert result["state"] == ["torch.bfloat16", "torch.float32", "torch.bfloat16"]
+    assert result["worst"] < 0.05 and result["agree"] == 3, result
 
 
 def _cuda() -> bool:
