@@ -27,6 +27,17 @@ and the head size is a power of two (one read and one write of the state per ste
 checked against the torch math when the forward is built), else in torch ops
 (`wkv_reason` says which). The package's own CUDA kernel is not used: it launches on the
 default stream, not torch's current one, so a graph capture cannot record it.
+
+In an executor (one thread drives it; slot i is row i of every step):
+
+    fwd = BatchForward(model, max_batch=64)
+    states = fwd.new_state(capacity=64)  # sized once: growing moves the storage, and the graphs are recaptured
+    # a stream joins between steps: prefill its own package state, then hand it over
+    logits, state = model.forward(prompt_ids, state)
+    slot = states.alloc(); states.put(slot, state)  # its first token comes from `logits`
+    # each step: one token per row below states.rows (free rows: any id), then sample per stream
+    logits = fwd.step(tokens, states)  # [states.rows, V] float32, overwritten by the next step
+    # a stream leaves: checkpoint states.take(slot), then states.free(slot)
 """
 
 from __future__ import annotations
