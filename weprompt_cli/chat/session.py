@@ -299,12 +299,17 @@ class ChatSession:
             "tokens": tokens,
         }
 
+    @property
+    def discarded_on_close(self) -> bool:
+        """True when closing removes this session: made here, and its first turn could not be saved."""
+        return self._created and self._save_failed and not self._turns
+
     def close(self) -> None:
         """Release the session; one this process created whose first turn could not be saved is removed."""
         if self.opened.closed:
             return
         self.opened.close()
-        if self._created and self._save_failed and not self._turns:
+        if self.discarded_on_close:
             try:
                 self.store.delete(self.opened.meta.id)
             except WePromptError:

@@ -42,7 +42,10 @@ def run_loop(repl: Repl) -> None:
         except DiskError as exc:
             # The turn was not saved (the session is as it was before it): say so and stay.
             repl.out.error(f"error: {exc.one_line()}" + (f" ({exc.hint})" if exc.hint else ""))
-    repl.out.info(f"saved: weprompt resume {repl.session.name}")
+    if repl.session.discarded_on_close:
+        repl.out.info("nothing was saved: the first answer could not be written, so this session is removed")
+    else:
+        repl.out.info(f"saved: weprompt resume {repl.session.name}")
 
 
 def _make_prompt_session(repl: Repl) -> Any:
