@@ -182,3 +182,16 @@ def test_the_terminal_still_names_the_holder() -> None:
     assert api.status == 409 and api.message.startswith("session 'mine' is in use by another client or process")
     assert "4242" not in api.message and "/home" not in api.message
     assert "pid 4242" in core.one_line() and "lock" in core.one_line()
+
+
+def test_no_core_error_shows_http_clients_a_server_path() -> None:
+    from weprompt_cli.errors import InvalidFileError, NotFoundError, WePromptError
+    from weprompt_cli.server.errors import from_weprompt_error
+
+    for exc in (
+        InvalidFileError("invalid persona: field 'temperature' must be a number", path="/srv/home/personas/x.toml"),
+        NotFoundError("model file not found", path="/srv/home/models/m.pth"),
+        WePromptError("session s was made with another model", path="/srv/home/sessions/s"),
+    ):
+        err = from_weprompt_error(exc)
+        assert "/srv/home" not in err.message and exc.message in err.message

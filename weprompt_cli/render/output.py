@@ -101,7 +101,7 @@ class Output:
                 stream.feed(piece)
         finally:
             stream.finish()
-        if not self.out.is_terminal:
+        if not self.out.is_terminal or self.out.is_dumb_terminal:  # the status line starts on its own line
             self.out.file.write("\n")
             self.out.file.flush()
         self.reply_status(reply)

@@ -86,7 +86,7 @@ def from_weprompt_error(exc: WePromptError) -> APIError:
         # The core's message names the holder's pid and the lock file: a terminal user can
         # act on those, an HTTP client must not learn them (nor the server's paths).
         return APIError(409, _in_use_message(exc.message), retry_after=1)
-    message = exc.one_line()
+    message = exc.message  # never `one_line()`: the path it adds is the server's, not the client's business
     if exc.hint:
         message = f"{message}; {exc.hint}"
     if isinstance(exc, NotFoundError):
