@@ -186,8 +186,9 @@ def test_a_closed_context_refuses_use(model: Path) -> None:
     ctx = open_ctx(model)
     ctx.close()
     ctx.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        ctx.eval([1])
+    for call in (lambda: ctx.eval([1]), ctx.position, ctx.clear, ctx.get_state, lambda: ctx.set_state(0, b"x")):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
 
 
 # ---------------------------------------------------------------------------- bad files

@@ -226,10 +226,12 @@ def _build_runs_head_size(head_size: int) -> bool:
 
 
 def test_demo_model_gguf_greedy_tokens_equal_the_package(demo_gguf: Any) -> None:
+    from weprompt_cli.engine.llama_context import wkv7_simd_step
     from weprompt_cli.engine.tokenizer import JsonTokenizer
 
     if not _build_runs_head_size(32):
-        pytest.skip("this llama.cpp build's CPU WKV-7 kernel computes head size 32 wrongly (AVX-512 SIMD stride 64); "
+        pytest.skip(f"this llama.cpp build's CPU WKV-7 kernel walks heads in strides of {wkv7_simd_step()} floats "
+                    "and computes head size 32 wrongly (an AVX-512 build); "
                     "test_a_build_that_cannot_run_head_size_32_refuses_it covers it")
     prompt = JsonTokenizer(demo_gguf.tokenizer_file).encode("User: How many customers are there?\n\nAssistant:")
     with open_ctx(demo_gguf.output) as ctx:

@@ -147,6 +147,15 @@ def import_llama_cpp() -> ModuleType:
     return llama_cpp
 
 
+def import_gguf_reader() -> Any:
+    """`gguf.GGUFReader` (the format's own reader, installed with the [gguf] extra); UsageError when missing."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise UsageError("GGUF models need the gguf package (the [gguf] extra)", hint=INSTALL_HINT) from None
+    return GGUFReader
+
+
 def llama_cpp_version() -> str:
     """The installed llama-cpp-python version ("" when it is not installed), without importing it."""
     from importlib.metadata import PackageNotFoundError, version
@@ -199,7 +208,10 @@ def _check_gguf_file(path: Path) -> None:
 
 
 class LlamaContext:
-    """One loaded RWKV GGUF model and its context: ids in, logits out, one RNN state per sequence id."""
+    """One loaded RWKV GGUF model and its context: ids in, logits out, one RNN state per sequence id.
+
+    Not thread-safe: one thread at a time (llama.cpp runs its own threads inside each call).
+    """
 
     def __init__(self, lib: ModuleType, path: Path, model: Any, ctx: Any, *, n_batch: int, n_seq_max: int,
                  n_threads: int, n_threads_batch: int) -> None:
@@ -353,6 +365,7 @@ class LlamaContext:
     def position(self, seq_id: int = 0) -> int:
         """How many tokens sequence `seq_id` has seen (the next position), as llama.cpp's memory says."""
         self._check_seq(seq_id)
+        self._live()
         return int(self._lib.llama_memory_seq_pos_max(self._mem, seq_id)) + 1
 
     def eval(self, tokens: Sequence[int], seq_id: int = 0) -> Any:
@@ -453,6 +466,7 @@ class LlamaContext:
     def clear(self, seq_id: int = 0) -> None:
         """Reset sequence `seq_id` to the zero state at position 0."""
         self._check_seq(seq_id)
+        self._live()
         self._lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
 
     def _check_seq(self, seq_id: int) -> None:
