@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Set up WePrompt in ./.venv: PyTorch first (the CPU build when there is no NVIDIA GPU),
-# then WePrompt itself, editable. `--server` adds the HTTP API (`weprompt serve`);
-# `--dev` adds the test tools and the HTTP API.
+# then WePrompt itself, editable.
 #
-#   WEPROMPT_TORCH="torch==2.13.0"   the torch requirement to install (default below)
-#   WEPROMPT_TORCH_INDEX=URL         a package index for torch, e.g. PyTorch's CPU or CUDA index
+#   scripts/setup.sh            the chat (the embedded demo model needs nothing else)
+#   scripts/setup.sh --server   + the HTTP API (`weprompt serve`)
+#   scripts/setup.sh --gguf     + the llama.cpp backend for GGUF models (builds llama.cpp once: 5-10 min)
+#   scripts/setup.sh --dev      everything the test suite needs: test tools, the HTTP API, the GGUF
+#                               backend, the PostgreSQL driver, and (as root, with apt) a PostgreSQL server
+#
+#   WEPROMPT_TORCH="torch==2.13.0"     the torch requirement to install (default below)
+#   WEPROMPT_TORCH_INDEX=URL           a package index for torch, e.g. PyTorch's CPU or CUDA index
+#   WEPROMPT_LLAMA_CMAKE_ARGS="..."    CMake flags for llama.cpp (Metal, CUDA, Vulkan: scripts/llama_cpp_wheel.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=""
-case "${1:-}" in
-  --dev) extras="[dev,server]" ;;
-  --server) extras="[server]" ;;
-  "") ;;
-  *) echo "usage: scripts/setup.sh [--dev | --server]" >&2; exit 2 ;;
-esac
+extras=()
+gguf=0
+postgres_server=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras+=(dev server gguf); gguf=1; postgres_server=1 ;;
+    --server) extras+=(server) ;;
+    --gguf) extras+=(gguf); gguf=1 ;;
+    *) echo "usage: scripts/setup.sh [--server] [--gguf] [--dev]" >&2; exit 2 ;;
+  esac
+done
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -35,5 +45,26 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-"${pip[@]}" install -e ".${extras}"
+if [ "$gguf" = 1 ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  bash scripts/llama_cpp_wheel.sh .venv/bin/python
+fi
+
+if [ "${#extras[@]}" -gt 0 ]; then
+  spec=".[$(printf '%s\n' "${extras[@]}" | sort -u | paste -sd, -)]"
+else
+  spec="."
+fi
+"${pip[@]}" install -e "$spec"
+
+if [ "$postgres_server" = 1 ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing a PostgreSQL server for the database tests (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+             --no-install-recommends postgresql >/dev/null; } \
+      || echo "setup: could not install PostgreSQL; its tests will be skipped" >&2
+  else
+    echo "setup: no PostgreSQL server found; its tests will be skipped (apt-get install postgresql)" >&2
+  fi
+fi
 echo "setup: done; run .venv/bin/weprompt --help" >&2

@@ -47,7 +47,7 @@ def persona_state(
     path = cache_path(cache_dir, engine, fmt, persona)
     if path.is_file():
         try:
-            tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint)
+            tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint, layout=engine.state_format)
             _, metadata, _ = read_header(path, 0)
             return engine.state_from_tensors(tensors), int(metadata.get("tokens", "0")), True
         except (StateUnavailable, ValueError):
@@ -57,7 +57,12 @@ def persona_state(
     if tokens:
         engine.feed(tokens, state, progress=progress)
     data = encode_state(
-        engine.state_to_tensors(state), fingerprint=engine.fingerprint, turn=0, tokens=len(tokens), arch=engine.info.arch
+        engine.state_to_tensors(state),
+        fingerprint=engine.fingerprint,
+        turn=0,
+        tokens=len(tokens),
+        arch=engine.info.arch,
+        layout=engine.state_format,
     )
     try:
         atomic_write_bytes(path, data)

@@ -91,7 +91,10 @@ class ChatSession:
             extra=extra,
         )
         try:
-            opened.save_state(0, engine.state_to_tensors(state), fingerprint=engine.fingerprint, tokens=persona_tokens)
+            opened.save_state(
+                0, engine.state_to_tensors(state), fingerprint=engine.fingerprint, tokens=persona_tokens,
+                layout=engine.state_format,
+            )
         except BaseException:
             opened.close()
             store.delete(opened.meta.id)
@@ -170,7 +173,10 @@ class ChatSession:
 
         def finished(turn: Turn, result: GenerationResult) -> None:
             try:
-                self.opened.append_turn(turn, self.engine.state_to_tensors(self.state), fingerprint=self.engine.fingerprint)
+                self.opened.append_turn(
+                    turn, self.engine.state_to_tensors(self.state), fingerprint=self.engine.fingerprint,
+                    layout=self.engine.state_format,
+                )
             except BaseException:
                 # Not saved, so not happened: the state goes back to where the transcript is.
                 self.state = before
@@ -235,10 +241,12 @@ class ChatSession:
 
         fp = self.engine.fingerprint
         try:
-            return self.engine.state_from_tensors(self.opened.load_state(turn, fingerprint=fp))
+            return self.engine.state_from_tensors(
+                self.opened.load_state(turn, fingerprint=fp, layout=self.engine.state_format)
+            )
         except StateUnavailable as exc:
             problem = exc
-        found = self.opened.nearest_state(turn, fingerprint=fp)
+        found = self.opened.nearest_state(turn, fingerprint=fp, layout=self.engine.state_format)
         if found is None:
             self.notify(f"warning: no usable saved state ({problem}); replaying all {turn} turns")
             return self._rebuild_from_scratch(progress=progress, upto=turn)
@@ -257,7 +265,10 @@ class ChatSession:
             state, n, _ = persona_state(self.engine, self.fmt, self.persona, self.store.home.cache)
         else:
             state, n = self.engine.zero_state(), 0
-        self.opened.save_state(0, self.engine.state_to_tensors(state), fingerprint=self.engine.fingerprint, tokens=n)
+        self.opened.save_state(
+            0, self.engine.state_to_tensors(state), fingerprint=self.engine.fingerprint, tokens=n,
+            layout=self.engine.state_format,
+        )
         return self._replay(state, 0, upto, progress=progress, reencode=reencode)
 
     def _replay(self, state: Any, start: int, end: int, *, progress: Progress | None, reencode: bool) -> Any:
@@ -278,7 +289,10 @@ class ChatSession:
             done += len(turn.prompt_tokens) + len(turn.reply_tokens)
             if progress:
                 progress(done, total)
-            self.opened.save_state(turn.index, self.engine.state_to_tensors(state), fingerprint=self.engine.fingerprint)
+            self.opened.save_state(
+                turn.index, self.engine.state_to_tensors(state), fingerprint=self.engine.fingerprint,
+                layout=self.engine.state_format,
+            )
         return state
 
     # ------------------------------------------------------------------ misc

@@ -113,14 +113,61 @@ def rm(name: str = typer.Argument(..., help="Catalog name of a downloaded model.
 
 @models_app.command("convert")
 def convert(
-    model: str = typer.Argument(..., help="Catalog name or path of a v4-v6 checkpoint."),
-    strategy: str = typer.Option(..., "--strategy", "-s", help="The strategy to convert for, e.g. 'cuda fp16i8'."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: beside the source)."),
+    model: str = typer.Argument(..., help="Catalog name or path of a checkpoint (.pth)."),
+    to: Optional[str] = typer.Option(None, "--to", help="'gguf': write a GGUF file for the llama.cpp backend."),
+    quant: str = typer.Option("q8_0", "--quant", help="GGUF weights: f32, f16, q8_0, q5_1 or q4_0."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", "-s", help="RWKV-4/5/6 for the rwkv package: the strategy to convert for, e.g. 'cuda fp16i8'."
+    ),
+    output: Optional[Path] = typer.Option(None, "--output", "--out", "-o", help="Where to write (default: beside the source)."),
 ) -> None:
-    """Pre-convert a v4-v6 checkpoint for one strategy so it loads faster (RWKV-7 needs none)."""
+    """Convert a checkpoint: to GGUF (--to gguf --quant q8_0; RWKV-7 and RWKV-6) for llama.cpp, or for one
+    rwkv-package strategy (--strategy; RWKV-4/5/6) so it loads faster."""
+    from weprompt_cli.errors import UsageError
+
+    home = Context.create().home
+    if to is not None:
+        if to.lower() != "gguf":
+            raise UsageError(f"unknown target format {to!r}", hint="--to gguf, or --strategy S for the rwkv package")
+        if strategy is not None:
+            raise UsageError("--to gguf and --strategy do not go together (a GGUF runs with any llama.cpp strategy)")
+        _convert_gguf(home, model, quant, output)
+        return
+    if strategy is None:
+        raise UsageError("say what to convert to", hint="--to gguf --quant q8_0 (llama.cpp), or --strategy 'cuda fp16i8'")
     from weprompt_cli.models.convert import convert_model
 
     _say(f"converting {model} for {strategy!r} (this loads the whole model once)")
-    result = convert_model(model, strategy, output, home=Context.create().home)
+    result = convert_model(model, strategy, output, home=home)
     typer.echo(str(result.output))
     _say(f"load it with: --model {result.output} --strategy '{result.strategy}'")
+
+
+def _convert_gguf(home: Home, model: str, quant: str, output: Path | None) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from weprompt_cli.models.gguf_convert import convert_to_gguf
+    from weprompt_cli.models.resolve import resolve_model
+
+    from weprompt_cli.models.gguf_convert import default_gguf_output
+
+    resolved = resolve_model(model, home=home)
+    source = resolved.path
+    if output is None and resolved.is_demo:
+        output = home.models / default_gguf_output(source, quant.lower()).name  # not into the installed package
+        output.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"converting {source.name} to GGUF {quant}")
+    console = Console(stderr=True)
+    with Progress(TextColumn("writing"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("gguf", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = convert_to_gguf(source, output, quant=quant, progress=progress)
+    typer.echo(str(result.output))
+    size = _gb(result.file_size)
+    _say(f"{result.quant} · {size} · tokenizer {result.tokenizer} · {result.seconds:.1f} s; "
+         f"chat with it: weprompt chat --model {result.output}")

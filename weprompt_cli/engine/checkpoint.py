@@ -31,6 +31,7 @@ class ModelInfo:
     n_params: int
     file_size: int
     converted_strategy: str | None = None  # set for files written by the rwkv package's converter
+    quantization: str | None = None  # a GGUF file's weight format ("F16", "Q8_0", ...); None for .pth
 
     @property
     def family(self) -> str:

@@ -42,13 +42,23 @@ def file_sha256(path: Path) -> str:
 
 
 def shapes_digest(path: Path) -> str:
-    """A short hash of the checkpoint's tensor names and shapes."""
+    """A short hash of the checkpoint's tensor names and shapes (and, for GGUF, their types)."""
+    if path.suffix.lower() == ".gguf":
+        return _gguf_shapes_digest(path)
     import torch
 
     from weprompt_cli.engine.checkpoint import load_state_dict
 
     state = load_state_dict(path)
     shapes = sorted((k, list(v.shape)) for k, v in state.items() if isinstance(v, torch.Tensor))
+    return hashlib.sha256(json.dumps(shapes).encode("utf-8")).hexdigest()[:12]
+
+
+def _gguf_shapes_digest(path: Path) -> str:
+    from weprompt_cli.engine.llama_context import import_gguf_reader
+
+    reader = import_gguf_reader()(str(path), "r")
+    shapes = sorted((t.name, [int(x) for x in t.shape], int(t.tensor_type)) for t in reader.tensors)
     return hashlib.sha256(json.dumps(shapes).encode("utf-8")).hexdigest()[:12]
 
 

@@ -1,4 +1,4 @@
-"""Loading a model file into the backend that runs it: `.gguf` -> llama.cpp, `.pth` -> the rwkv package."""
+"""Loading a model file into the backend that runs it: `.gguf` -> llama.cpp, anything else -> the rwkv package."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def load_engine(
     Raises WePromptError subclasses: NotFoundError, InvalidFileError, UnsafeError,
     UsageError (strategy), HardwareError.
     """
+    if Path(path).suffix.lower() == ".gguf":
+        from weprompt_cli.engine.llama_engine import load_llama_engine
+
+        return load_llama_engine(path, strategy, models_dir=models_dir, cache_dir=cache_dir)
     from weprompt_cli.engine.rwkv_engine import load_rwkv_engine
 
     return load_rwkv_engine(

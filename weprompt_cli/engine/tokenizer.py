@@ -215,9 +215,9 @@ class JsonTokenizer(Tokenizer):
 
 
 def sidecar_path(model_path: Path) -> Path:
-    """`<model path without .pth>.tokenizer.json`."""
+    """`<model path without .pth / .gguf>.tokenizer.json`."""
     model_path = Path(model_path)
-    stem = model_path.name.removesuffix(".pth")
+    stem = model_path.name.removesuffix(".pth").removesuffix(".gguf")
     return model_path.with_name(stem + ".tokenizer.json")
 
 

@@ -29,6 +29,7 @@ from weprompt_cli.store.model import ModelRef, ParentRef, SessionMeta, Turn, tot
 from weprompt_cli.store.names import validate_name
 from weprompt_cli.store.retention import plan_eviction
 from weprompt_cli.store.states import (
+    DEFAULT_LAYOUT,
     StateTensors,
     StateUnavailable,
     decode_state,
@@ -144,13 +145,20 @@ class OpenSession:
         """Turns that have a state file (not checked), ascending."""
         return sorted(state_files(self.states_dir))
 
-    def load_state(self, turn: int, *, fingerprint: str | None) -> dict[str, torch.Tensor]:
+    def load_state(
+        self, turn: int, *, fingerprint: str | None, layout: str | None = None
+    ) -> dict[str, torch.Tensor]:
         """The state after `turn` (0 = persona prefix); `StateUnavailable(reason)` when unusable."""
         self._check_turn(turn)
-        return decode_state(self.state_path(turn), turn=turn, fingerprint=fingerprint)
+        return decode_state(self.state_path(turn), turn=turn, fingerprint=fingerprint, layout=layout)
 
     def nearest_state(
-        self, turn: int, *, fingerprint: str | None, skipped: list[StateUnavailable] | None = None
+        self,
+        turn: int,
+        *,
+        fingerprint: str | None,
+        skipped: list[StateUnavailable] | None = None,
+        layout: str | None = None,
     ) -> tuple[int, dict[str, torch.Tensor]] | None:
         """The newest good state at or before `turn` as (k, tensors), or None.
 
@@ -159,7 +167,7 @@ class OpenSession:
         self._check_turn(turn)
         for k in sorted((k for k in state_files(self.states_dir) if k <= turn), reverse=True):
             try:
-                return k, decode_state(self.state_path(k), turn=k, fingerprint=fingerprint)
+                return k, decode_state(self.state_path(k), turn=k, fingerprint=fingerprint, layout=layout)
             except StateUnavailable as exc:
                 if skipped is not None:
                     skipped.append(exc)
@@ -167,7 +175,9 @@ class OpenSession:
 
     # -- writing --------------------------------------------------------------------
 
-    def append_turn(self, turn: Turn, state_tensors: StateTensors | None, *, fingerprint: str) -> SessionMeta:
+    def append_turn(
+        self, turn: Turn, state_tensors: StateTensors | None, *, fingerprint: str, layout: str = DEFAULT_LAYOUT
+    ) -> SessionMeta:
         """Record a finished turn and the state after it; returns the updated metadata.
 
         Order: state file, then transcript line (the commit point), then session.json.
@@ -179,7 +189,7 @@ class OpenSession:
             raise ValueError(f"turn index {turn.index}, expected {expected}")
         tokens = self._meta.prefix_tokens + total_tokens(self._turns) + turn.token_count
         if state_tensors is not None:
-            self._write_state(turn.index, state_tensors, fingerprint=fingerprint, tokens=tokens)
+            self._write_state(turn.index, state_tensors, fingerprint=fingerprint, tokens=tokens, layout=layout)
         line = turn_line(turn)
         self._cut_failed_append()
         append_line_durably(self.path / TRANSCRIPT, line)
@@ -190,7 +200,13 @@ class OpenSession:
         return self._meta
 
     def save_state(
-        self, turn: int, state_tensors: StateTensors, *, fingerprint: str, tokens: int | None = None
+        self,
+        turn: int,
+        state_tensors: StateTensors,
+        *,
+        fingerprint: str,
+        tokens: int | None = None,
+        layout: str = DEFAULT_LAYOUT,
     ) -> None:
         """Write the state after `turn` (turn 0 = persona prefix; or a state rebuilt by replay).
 
@@ -204,7 +220,7 @@ class OpenSession:
             self._write_meta(self._meta.replace(prefix_tokens=tokens))
         if tokens is None:
             tokens = self._meta.prefix_tokens + total_tokens(self._turns[:turn])
-        self._write_state(turn, state_tensors, fingerprint=fingerprint, tokens=tokens)
+        self._write_state(turn, state_tensors, fingerprint=fingerprint, tokens=tokens, layout=layout)
         self._apply_retention(protect=turn)
 
     def truncate_to(self, turn: int) -> list[Turn]:
@@ -298,8 +314,12 @@ class OpenSession:
         atomic_write_json(self.path / SESSION_JSON, meta.to_dict())
         self._meta = meta
 
-    def _write_state(self, turn: int, tensors: StateTensors, *, fingerprint: str, tokens: int) -> None:
-        data = encode_state(tensors, fingerprint=fingerprint, turn=turn, tokens=tokens, arch=self._meta.model.arch)
+    def _write_state(
+        self, turn: int, tensors: StateTensors, *, fingerprint: str, tokens: int, layout: str = DEFAULT_LAYOUT
+    ) -> None:
+        data = encode_state(
+            tensors, fingerprint=fingerprint, turn=turn, tokens=tokens, arch=self._meta.model.arch, layout=layout
+        )
         atomic_write_bytes(self.state_path(turn), data)
 
     def _apply_retention(self, *, protect: int) -> None:

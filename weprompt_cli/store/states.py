@@ -88,8 +88,16 @@ def _crc(tensors: Mapping[str, torch.Tensor]) -> str:
     return f"{crc:08x}"
 
 
-def encode_state(tensors: StateTensors, *, fingerprint: str, turn: int, tokens: int, arch: str) -> bytes:
-    """The safetensors bytes of one state checkpoint (tensors moved to the CPU)."""
+DEFAULT_LAYOUT = "rwkv"  # files from before the layout was recorded are the rwkv package's lists of tensors
+
+
+def encode_state(
+    tensors: StateTensors, *, fingerprint: str, turn: int, tokens: int, arch: str, layout: str = DEFAULT_LAYOUT
+) -> bytes:
+    """The safetensors bytes of one state checkpoint (tensors moved to the CPU).
+
+    `layout` names the backend's state format (Engine.state_format: "rwkv", "llama.cpp-seq").
+    """
     from safetensors.torch import save
 
     cpu = {k: t.detach().to("cpu").contiguous() for k, t in as_state_dict(tensors).items()}
@@ -100,6 +108,7 @@ def encode_state(tensors: StateTensors, *, fingerprint: str, turn: int, tokens: 
         "turn": str(turn),
         "tokens": str(tokens),
         "arch": arch,
+        "layout": layout,
         "dtypes": json.dumps({k: str(t.dtype).removeprefix("torch.") for k, t in sorted(cpu.items())}),
         "crc32": _crc(cpu),
     }
@@ -156,8 +165,10 @@ def read_header(path: Path, turn: int) -> tuple[dict[str, Any], dict[str, str], 
     return header, metadata, n
 
 
-def check_metadata(metadata: Mapping[str, str], *, turn: int, fingerprint: str | None, path: Path) -> None:
-    """Raise StateUnavailable unless the metadata says: our format, this turn, this model."""
+def check_metadata(
+    metadata: Mapping[str, str], *, turn: int, fingerprint: str | None, path: Path, layout: str | None = None
+) -> None:
+    """Raise StateUnavailable unless the metadata says: our format, this turn, this model (and layout)."""
     if metadata.get("format") != STATE_FORMAT or metadata.get("schema") != STATE_SCHEMA:
         raise StateUnavailable(
             FORMAT, turn, path, f"format={metadata.get('format')!r} schema={metadata.get('schema')!r}"
@@ -166,15 +177,19 @@ def check_metadata(metadata: Mapping[str, str], *, turn: int, fingerprint: str |
         raise StateUnavailable(FORMAT, turn, path, f"it holds turn {metadata.get('turn')}")
     if fingerprint is not None and metadata.get("fingerprint") != fingerprint:
         raise StateUnavailable(FINGERPRINT, turn, path)
+    if layout is not None and metadata.get("layout", DEFAULT_LAYOUT) != layout:
+        raise StateUnavailable(FORMAT, turn, path, f"a {metadata.get('layout', DEFAULT_LAYOUT)} state, not {layout}")
 
 
-def decode_state(path: Path, *, turn: int, fingerprint: str | None) -> dict[str, torch.Tensor]:
+def decode_state(
+    path: Path, *, turn: int, fingerprint: str | None, layout: str | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors of the state file at `path`, checked; `StateUnavailable` otherwise.
 
     `fingerprint=None` skips the model check (inspection only).
     """
     _, metadata, _ = read_header(path, turn)
-    check_metadata(metadata, turn=turn, fingerprint=fingerprint, path=path)
+    check_metadata(metadata, turn=turn, fingerprint=fingerprint, path=path, layout=layout)
     from safetensors.torch import load
 
     try:
