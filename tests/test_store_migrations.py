@@ -31,7 +31,7 @@ def _install_old(home_sessions: Path) -> Path:
 def test_every_schema_step_is_a_named_function_in_order() -> None:
     assert len(SESSION_UPGRADES) == SESSION_SCHEMA and len(TURN_UPGRADES) == TRANSCRIPT_SCHEMA
     assert [f.__name__ for f in SESSION_UPGRADES] == ["m001_initial"]
-    assert [f.__name__ for f in TURN_UPGRADES] == ["m001_initial_turn"]
+    assert [f.__name__ for f in TURN_UPGRADES] == ["m001_initial_turn", "m002_reasoning_and_checks"]
 
 
 def test_old_prototype_session_lists_with_its_turns() -> None:
@@ -96,3 +96,17 @@ def test_a_file_from_a_newer_weprompt_is_refused_not_guessed() -> None:
 def test_an_unknown_old_stop_reason_is_damage() -> None:
     with pytest.raises(ValueError):
         upgrade_turn({"n": 1, "stop": "exploded", "t0": 1.0})
+
+
+def test_a_schema_1_transcript_loads_with_no_reasoning_and_no_checks() -> None:
+    store = make_store()
+    store.root.mkdir(parents=True, exist_ok=True)
+    folder = Path(shutil.copytree(OLD / "20261126-101010-v1v1", store.root / "20261126-101010-v1v1"))
+    meta, turns, problems = store.read("schema1-sql")
+    assert problems == [] and meta.turns == 2
+    assert [(t.reasoning, t.think, t.checks) for t in turns] == [("", None, ())] * 2
+    assert turns[0].user and turns[0].assistant and turns[0].reply_tokens
+    with store.open("schema1-sql") as s:  # an owner rewrites it in the current schema
+        assert len(s.turns()) == 2
+    lines = [json.loads(line) for line in (folder / "transcript.jsonl").read_text().splitlines()]
+    assert [(d["schema_version"], d["reasoning"], d["checks"]) for d in lines] == [(TRANSCRIPT_SCHEMA, "", [])] * 2

@@ -54,6 +54,9 @@ class ChatSession:
         self._state_before_last: Any | None = None  # state before the last turn, when known
         self._created = created  # made by this process: removed again if its first turn could not be saved
         self._save_failed = False
+        # Called with each finished turn before it is saved; returns the turn to save (e.g. with its
+        # answer's SQL checks added). Set by the REPL/CLI for personas that check their answers.
+        self.annotate: Callable[[Turn], Turn] | None = None
 
     # ----------------------------------------------------------------- starting
     @classmethod
@@ -171,7 +174,9 @@ class ChatSession:
         before = self.engine.clone_state(self.state)
         stops = (fmt.separator, *(self.persona.stop if self.persona else ()))
 
-        def finished(turn: Turn, result: GenerationResult) -> None:
+        def finished(turn: Turn, result: GenerationResult) -> Turn:
+            if self.annotate is not None:
+                turn = self.annotate(turn)
             try:
                 self.opened.append_turn(
                     turn, self.engine.state_to_tensors(self.state), fingerprint=self.engine.fingerprint,
@@ -184,6 +189,7 @@ class ChatSession:
                 raise
             self._turns.append(turn)
             self._state_before_last = before
+            return turn
 
         def cancelled() -> None:
             self.state = before  # forget the half-fed prompt

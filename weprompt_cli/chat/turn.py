@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
-OnFinish = Callable[["Turn", "GenerationResult"], None]
+# Called with the finished turn before the stream ends; may return a replacement (an annotated turn).
+OnFinish = Callable[["Turn", "GenerationResult"], "Turn | None"]
 
 
 def _never() -> bool:
@@ -125,5 +126,5 @@ class TurnStream(Iterator[str]):
         )
         self.result = result
         if self.on_finish is not None:
-            self.on_finish(turn, result)
+            turn = self.on_finish(turn, result) or turn
         self.turn = turn

@@ -89,9 +89,14 @@ def m001_initial_turn(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def m002_reasoning_and_checks(d: dict[str, Any]) -> dict[str, Any]:
+    """transcript line v1 -> v2: `reasoning` (a thought kept apart from the answer), `think`, `checks`."""
+    return {**d, "reasoning": "", "think": None, "checks": []}
+
+
 # Index i upgrades version i to i+1; append new steps, never edit old ones.
 SESSION_UPGRADES: list[Upgrade] = [m001_initial]
-TURN_UPGRADES: list[Upgrade] = [m001_initial_turn]
+TURN_UPGRADES: list[Upgrade] = [m001_initial_turn, m002_reasoning_and_checks]
 assert len(SESSION_UPGRADES) == SESSION_SCHEMA and len(TURN_UPGRADES) == TRANSCRIPT_SCHEMA
 
 

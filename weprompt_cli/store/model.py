@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 SESSION_SCHEMA = 1  # session.json; upgrades in migrations.py
-TRANSCRIPT_SCHEMA = 1  # each transcript.jsonl line
+TRANSCRIPT_SCHEMA = 2  # each transcript.jsonl line; 2 added reasoning, think, checks
 STOP_REASONS = ("stop", "length", "interrupted")
 StopReason = Literal["stop", "length", "interrupted"]
 
@@ -188,6 +188,12 @@ class Turn:
     finished_at: str
     tokens_per_s: float | None = None
     first_token_s: float | None = None
+    # The model's thought before `assistant` (G1 thinking), kept apart from the answer; "" when none.
+    # `reply_text` still holds everything fed, thought included: an RNN state cannot forget it.
+    reasoning: str = ""
+    think: str | None = None  # the thinking mode of the turn ("off", "on", "bit", "lot"); None: no thinking format
+    # Checks of the answer (the SQL advisor's query checks), each a small JSON object.
+    checks: tuple[dict[str, Any], ...] = ()
 
     @property
     def token_count(self) -> int:
@@ -196,6 +202,7 @@ class Turn:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["checks"] = [dict(c) for c in self.checks]
         d["schema_version"] = TRANSCRIPT_SCHEMA
         return d
 
@@ -225,7 +232,17 @@ class Turn:
             finished_at=_get(d, "finished_at", str),
             tokens_per_s=float(tps) if tps is not None else None,
             first_token_s=float(fts) if fts is not None else None,
+            reasoning=_get(d, "reasoning", str),
+            think=_get(d, "think", str, optional=True),
+            checks=tuple(_check_list(d)),
         )
+
+
+def _check_list(d: Mapping[str, Any]) -> list[dict[str, Any]]:
+    value = _get(d, "checks", list)
+    if not all(isinstance(x, dict) for x in value):
+        raise ValueError("field 'checks' must be a list of objects")
+    return [dict(x) for x in value]
 
 
 def total_tokens(turns: Sequence[Turn]) -> int:
