@@ -7,7 +7,8 @@ switching to another state saves the live one's blob first (a few MB copied, onl
 sessions or branches actually switch), so a turn decodes at llama.cpp's own speed.
 
 Strategy strings: `cpu`, or a GPU backend with the number of layers to offload:
-`cuda`, `cuda *20`, `metal`, `vulkan *8` (all layers when no count is given).
+`cuda`, `cuda *20`, `metal`, `vulkan *8` (all layers when no count is given). A one-device
+rwkv strategy (`cpu fp32`, `cuda fp16`) means its device: the file carries the weight format.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def parse_gguf_strategy(text: str | None) -> GgufStrategy:
     raw = " ".join((text or "auto").split()).lower()
     if raw == "auto":
         return GgufStrategy(_auto_device())
+    # An rwkv-package strategy of one device ("cpu fp32", "cuda fp16", e.g. from config.toml) means that
+    # device: a GGUF file carries its own weight format.
+    rwkv_style = re.match(r"^(cpu|cuda)(?::\d+)? (?:fp16|fp32|bf16)(?:i8)?(?: \*(\d+))?$", raw)
+    if rwkv_style:
+        raw = rwkv_style.group(1) + (f" *{rwkv_style.group(2)}" if rwkv_style.group(2) and rwkv_style.group(1) != "cpu" else "")
     match = _STRATEGY.match(raw)
     if not match:
         hint = STRATEGY_EXAMPLES
