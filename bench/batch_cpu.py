@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import time
@@ -136,6 +137,7 @@ def main() -> None:
 
     out(f"# bench/batch_cpu.py: torch {torch.__version__}, rwkv {version('rwkv')}, {args.threads} torch thread(s)")
     out("# command: python bench/batch_cpu.py" + (f" --threads {args.threads}" if args.threads != 1 else ""))
+    out(f"# load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work slows both sides)")
     models = []
     if demo_available():
         models.append(("demo model", DEMO_MODEL_PATH, args.steps or 48))
@@ -144,6 +146,7 @@ def main() -> None:
         out()
         bench_model(name, path, steps, out)
     out()
+    out(f"# load average at end: {os.getloadavg()[0]:.2f}")
     out(f"written to {out.path}")
 
 
