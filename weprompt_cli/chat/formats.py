@@ -1,8 +1,10 @@
 """Chat formats: how a persona and a turn are written for a model family.
 
-World / G1 (RWKV-5/6/7, and RWKV-4 World models): `User: ...\n\nAssistant:`, with an
-optional `System: ...\n\n` first. Raven (RWKV-4 on the GPT-NeoX vocabulary):
-`Bob: ...\n\nAlice:`, the system text as a plain first paragraph.
+World (RWKV-5/6/7, and RWKV-4 World models): `User: ...\n\nAssistant:`, with an optional
+`System: ...\n\n` first. G1 (RWKV-7 G1 models): the same labels, BlinkDL's published
+input cleaning, a `<think` opened (or `<think></think` closed at once) after the assistant
+label, and token 0 (end of document) never sampled. Raven (RWKV-4 on the GPT-NeoX
+vocabulary): `Bob: ...\n\nAlice:`, the system text as a plain first paragraph.
 
 A blank line ends a turn, so text written into a prompt is folded first: no blank lines.
 """
@@ -37,6 +39,8 @@ class ChatFormat:
     assistant_label: str
     system_label: str | None  # None: the system text is a plain first paragraph
     separator: str = SEPARATOR
+    thinking: bool = False  # replies may hold a <think> block (G1)
+    ban: tuple[int, ...] = ()  # token ids never sampled (G1: 0, the end of a document)
 
     def fold(self, text: str) -> str:
         """User (or persona) text made safe to feed: no blank lines, stripped."""
@@ -45,20 +49,20 @@ class ChatFormat:
     def persona_prefix(self, system: str, examples: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> str:
         """The text fed before the first turn: the system paragraph, then each example exchange."""
         parts = []
-        system = fold(system)
+        system = self.fold(system)
         if system:
             label = f"{self.system_label}: " if self.system_label else ""
             parts.append(f"{label}{system}{self.separator}")
         for question, answer in examples:
-            parts.append(f"{self.user_label}: {fold(question)}{self.separator}")
-            parts.append(f"{self.assistant_label}: {fold(answer)}{self.separator}")
+            parts.append(f"{self.user_label}: {self.fold(question)}{self.separator}")
+            parts.append(f"{self.assistant_label}: {self.fold(answer)}{self.separator}")
         return "".join(parts)
 
-    def turn_prompt(self, user_text: str, *, needs_boundary: bool) -> str:
+    def turn_prompt(self, user_text: str, *, needs_boundary: bool, think: str | None = None) -> str:
         """The text fed for a user turn, ending with the assistant label (the model writes ` answer\\n\\n`).
 
         `needs_boundary`: the previous reply did not end with the separator (length or
-        interrupted), so the prompt starts with one.
+        interrupted), so the prompt starts with one. `think` is for formats that think (G1).
         """
         lead = self.separator if needs_boundary else ""
         return f"{lead}{self.user_label}: {fold(user_text)}{self.separator}{self.assistant_label}:"
@@ -78,22 +82,50 @@ class ChatFormat:
         return f" {self.fold(answer)}{self.separator}"
 
 
+@dataclass(frozen=True)
+class G1Format(ChatFormat):
+    """RWKV-7 G1: BlinkDL's published templates (docs/g1-templates.md), thinking, token 0 banned."""
+
+    def fold(self, text: str) -> str:
+        from weprompt_cli.chat.thinking import g1_clean
+
+        return g1_clean(text)
+
+    def turn_prompt(self, user_text: str, *, needs_boundary: bool, think: str | None = None) -> str:
+        """`think` None: a turn of earlier history, written as the templates write history (no think
+        block); otherwise the live turn, its assistant label followed by `<think` or `<think></think`."""
+        from weprompt_cli.chat.thinking import g1_turn_prompt
+
+        if think is None:
+            lead = self.separator if needs_boundary else ""
+            return f"{lead}{self.user_label}: {self.fold(user_text)}{self.separator}{self.assistant_label}:"
+        return g1_turn_prompt(user_text, think, needs_boundary=needs_boundary)
+
+
 WORLD = ChatFormat(name="world", user_label="User", assistant_label="Assistant", system_label="System")
+G1 = G1Format(name="g1", user_label="User", assistant_label="Assistant", system_label="System", thinking=True, ban=(0,))
 RAVEN = ChatFormat(name="raven", user_label="Bob", assistant_label="Alice", system_label=None)
-FORMATS = {f.name: f for f in (WORLD, RAVEN)}
+FORMATS = {f.name: f for f in (WORLD, G1, RAVEN)}
+_G1_NAME = re.compile(r"(?:^|[^a-z0-9])rwkv7[a-z]?-g[01][a-z]?[-_.]", re.IGNORECASE)  # rwkv7-g1d-0.4b-..., rwkv7a-g1...
 
 
 def get_format(name: str) -> ChatFormat:
-    """The format named `name` ("world" or "raven"); KeyError otherwise."""
+    """The format named `name` ("world", "g1" or "raven"); KeyError otherwise."""
     return FORMATS[name]
 
 
 def chat_format_for(info: ModelInfo, tokenizer: Tokenizer) -> ChatFormat:
-    """The format a model was trained on: Raven for RWKV-4 on the GPT-NeoX 20B vocabulary, else World."""
-    from weprompt_cli.engine.tokenizer import NEOX_FILE, JsonTokenizer
+    """The format a model was trained on: Raven for RWKV-4 on the GPT-NeoX 20B vocabulary, G1 for
+    RWKV-7 G1 models (named `rwkv7-g1...` as BlinkDL publishes them), else World.
+
+    The weights do not tell a G1 model from another RWKV-7: `--format` overrides.
+    """
+    from weprompt_cli.engine.tokenizer import NEOX_FILE, WORLD_VOCAB_SIZE, JsonTokenizer
 
     if info.arch == "v4" and isinstance(tokenizer, JsonTokenizer) and tokenizer.path.name == NEOX_FILE:
         return RAVEN
+    if info.arch == "v7" and info.vocab_size == WORLD_VOCAB_SIZE and _G1_NAME.search(info.path.name):
+        return G1
     return WORLD
 
 
@@ -115,12 +147,15 @@ class Segment:
     text: str
 
 
-def render_messages(fmt: ChatFormat, messages: Sequence[tuple[str, str]], prefix: str = "") -> list[Segment]:
+def render_messages(
+    fmt: ChatFormat, messages: Sequence[tuple[str, str]], prefix: str = "", *, think: str | None = None
+) -> list[Segment]:
     """The segments for `messages` (role, text) after an optional `prefix` (a persona's prompt).
 
     Leading system messages join the prefix; consecutive user (or assistant) messages are
     merged into one turn; a later system message becomes a system paragraph in place. The
-    last message must be the user's (the caller checks).
+    last message must be the user's (the caller checks). `think`: the final turn's thinking mode
+    (a thinking format's earlier turns are written as answered, their thought not re-sent).
     """
     items = [("system" if role == "developer" else role, text) for role, text in messages]
     head: list[str] = []
@@ -140,9 +175,11 @@ def render_messages(fmt: ChatFormat, messages: Sequence[tuple[str, str]], prefix
 
     segments = [Segment(PREFIX, prefix_text)]
     previous = PREFIX
-    for role, text in merged:
+    last_user = max((i for i, (role, _) in enumerate(merged) if role == USER), default=-1)
+    for i, (role, text) in enumerate(merged):
         if role == USER:
-            segments.append(Segment(USER, fmt.turn_prompt(text, needs_boundary=False)))
+            prompt = fmt.turn_prompt(text, needs_boundary=False, think=think if i == last_user else None)
+            segments.append(Segment(USER, prompt))
         elif role == ASSISTANT:
             # After a user turn the label is already there; a reply without one (a greeting
             # before any question) gets its own label.

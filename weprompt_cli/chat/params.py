@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from weprompt_cli.params import SETTABLE_KEYS, SamplingParams
 
 if TYPE_CHECKING:
+    from weprompt_cli.chat.formats import ChatFormat
     from weprompt_cli.config import Config
     from weprompt_cli.personas import Persona
 
@@ -37,3 +38,16 @@ def effective_params(
     if max_tokens_cap is not None and int(merged.get("max_tokens", SamplingParams.max_tokens)) > max_tokens_cap:
         merged["max_tokens"] = max_tokens_cap
     return SamplingParams().with_overrides(**merged)
+
+
+def family_defaults(fmt: ChatFormat, *, state_file: bool = False) -> dict[str, Any]:
+    """The decoding a model family is published with (the lowest level of `effective_params`).
+
+    RWKV-7 G1: BlinkDL's chat demo (temperature 1.0, top_p 0.3, penalties 0.5, decay 0.996;
+    with a state file top_p 0.2 and penalties 0.3). Other families: WePrompt's defaults.
+    """
+    if fmt.name == "g1":
+        from weprompt_cli.chat.thinking import G1_DECODING, G1_DECODING_WITH_STATE
+
+        return dict(G1_DECODING_WITH_STATE if state_file else G1_DECODING)
+    return {}

@@ -57,6 +57,9 @@ class ChatSession:
         # Called with each finished turn before it is saved; returns the turn to save (e.g. with its
         # answer's SQL checks added). Set by the REPL/CLI for personas that check their answers.
         self.annotate: Callable[[Turn], Turn] | None = None
+        # A thinking format's mode (G1: "off", "on", "bit", "lot"), saved with the session; None otherwise.
+        stored_think = opened.meta.extra.get("think") if isinstance(opened.meta.extra, dict) else None
+        self.think: str | None = (stored_think or "off") if fmt.thinking else None
 
     # ----------------------------------------------------------------- starting
     @classmethod
@@ -70,6 +73,7 @@ class ChatSession:
         fmt: ChatFormat | None = None,
         name: str | None = None,
         extra: dict[str, Any] | None = None,
+        think: str | None = None,
         notify: Notify | None = None,
         progress: Progress | None = None,
     ) -> ChatSession:
@@ -91,7 +95,7 @@ class ChatSession:
             arch=engine.info.arch,
             chat_format=fmt.name,
             sampling=params.to_dict(),
-            extra=extra,
+            extra={**(extra or {}), **({"think": think} if think and fmt.thinking else {})},
         )
         try:
             opened.save_state(
@@ -166,11 +170,29 @@ class ChatSession:
     def id(self) -> str:
         return self.opened.meta.id
 
-    def send(self, user_text: str, *, cancel: Cancel | None = None, progress: Progress | None = None) -> TurnStream:
-        """Feed the user's message and stream the answer; the turn is saved before the stream ends."""
+    def send(
+        self,
+        user_text: str,
+        *,
+        cancel: Cancel | None = None,
+        progress: Progress | None = None,
+        think: str | None = None,
+    ) -> TurnStream:
+        """Feed the user's message and stream the answer; the turn is saved before the stream ends.
+
+        In a thinking format, a typed ` (think)`, ` (think a bit)` or ` (think a lot)` at the
+        end of the message sets this turn's mode (the transcript keeps the message without it);
+        `think` sets it for this turn only (the HTTP API's field).
+        """
         fmt = self.fmt
+        think = (think or self.think) if fmt.thinking else None
+        if fmt.thinking:
+            from weprompt_cli.chat.thinking import split_think_suffix
+
+            user_text, typed = split_think_suffix(user_text)
+            think = typed.value if typed is not None else think
         needs_boundary = bool(self._turns) and self._turns[-1].stop_reason != "stop"
-        prompt_text = fmt.turn_prompt(user_text, needs_boundary=needs_boundary)
+        prompt_text = fmt.turn_prompt(user_text, needs_boundary=needs_boundary, think=think)
         before = self.engine.clone_state(self.state)
         stops = (fmt.separator, *(self.persona.stop if self.persona else ()))
 
@@ -203,11 +225,26 @@ class ChatSession:
             prompt_tokens=self.engine.encode(prompt_text),
             params=self.params,
             stops=stops,
+            ban=fmt.ban,
+            think=think,
             cancel=cancel,
             progress=progress,
             on_finish=finished,
             on_cancel=cancelled,
         )
+
+    def set_think(self, mode: str) -> None:
+        """Think `mode` ("off", "on", "bit", "lot") from the next turn on, saved with the session."""
+        from weprompt_cli.chat.thinking import ThinkMode
+
+        if not self.fmt.thinking:
+            raise WePromptError(f"the {self.fmt.name} format has no thinking (G1 models think; see --format g1)")
+        try:
+            mode = ThinkMode.parse(mode).value
+        except ValueError as exc:
+            raise WePromptError(str(exc)) from None
+        self.opened.update_meta(extra={**self.opened.meta.extra, "think": mode})
+        self.think = mode
 
     def set_params(self, params: SamplingParams) -> None:
         """Use `params` from the next turn on, and save them with the session (resume keeps them)."""

@@ -31,6 +31,12 @@ def _never() -> bool:
     return False
 
 
+class Reasoning(str):
+    """A piece of the model's thought (a G1 `<think>` block): shown apart, never part of the answer."""
+
+    __slots__ = ()
+
+
 class TurnStream(Iterator[str]):
     """The answer to one prompt as it streams; `.turn` once the iteration has ended."""
 
@@ -46,6 +52,7 @@ class TurnStream(Iterator[str]):
         params: SamplingParams,
         stops: tuple[str, ...],
         ban: tuple[int, ...] = (),
+        think: str | None = None,
         cancel: Cancel | None = None,
         progress: Progress | None = None,
         on_finish: OnFinish | None = None,
@@ -60,6 +67,7 @@ class TurnStream(Iterator[str]):
         self.params = params
         self.stops = stops
         self.ban = ban
+        self.think = think  # a thinking format's mode: the reply is split into Reasoning and answer pieces
         self.cancel = cancel or _never
         self.progress = progress
         self.on_finish = on_finish
@@ -67,7 +75,13 @@ class TurnStream(Iterator[str]):
         self.turn: Turn | None = None
         self.result: GenerationResult | None = None
         self.elapsed_s = 0.0  # prefill + generation, once finished
+        self._splitter: Any = None  # a thinking format's ThoughtSplitter, while the reply streams
         self._pieces = self._run()
+
+    @property
+    def thought_tokens(self) -> int:
+        """Tokens of the model's thought so far (0 without thinking)."""
+        return self._splitter.thought_tokens if self._splitter is not None else 0
 
     def __iter__(self) -> TurnStream:
         return self
@@ -102,7 +116,20 @@ class TurnStream(Iterator[str]):
             cancel=self.cancel,
             ban=self.ban,
         )
-        yield from generation
+        splitter = None
+        if self.think is not None:
+            from weprompt_cli.chat.thinking import ThoughtSplitter
+
+            splitter = ThoughtSplitter(prompt=self.prompt_text)
+            self._splitter = splitter
+        if splitter is None:
+            yield from generation
+        else:
+            counted = self.engine.counters.generated
+            for piece in generation:
+                tokens, counted = self.engine.counters.generated - counted, self.engine.counters.generated
+                yield from _pieces(splitter.feed(piece, tokens))
+            yield from _pieces(splitter.finish())
         result = generation.result
         self.elapsed_s = time.perf_counter() - t0
         timing = result.timing
@@ -112,7 +139,7 @@ class TurnStream(Iterator[str]):
         turn = Turn(
             index=self.index,
             user=self.user,
-            assistant=result.text,
+            assistant=splitter.answer if splitter is not None else result.text,
             prompt_text=self.prompt_text,
             reply_text=result.raw_text,
             prompt_tokens=list(self.prompt_tokens),
@@ -123,8 +150,19 @@ class TurnStream(Iterator[str]):
             # What the user waited for: the prompt's prefill, then the first shown text.
             first_token_s=prefill_s + first if first is not None else None,
             tokens_per_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else None,
+            reasoning=splitter.reasoning if splitter is not None else "",
+            thought_tokens=splitter.thought_tokens if splitter is not None else 0,
+            think=self.think,
         )
         self.result = result
         if self.on_finish is not None:
             turn = self.on_finish(turn, result) or turn
         self.turn = turn
+
+
+def _pieces(pieces: Any) -> Iterator[str]:
+    """The splitter's pieces as the stream yields them: Reasoning for the thought, plain text for the answer."""
+    from weprompt_cli.chat.thinking import REASONING
+
+    for piece in pieces:
+        yield Reasoning(piece.text) if piece.kind == REASONING else piece.text

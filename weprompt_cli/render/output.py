@@ -93,13 +93,23 @@ class Output:
     # ----------------------------------------------------------------- reply
     def stream_reply(self, reply: TurnStream) -> None:
         """Print an answer as it streams (Markdown on a terminal, plain text in a pipe), then its status."""
+        from weprompt_cli.chat.turn import Reasoning
         from weprompt_cli.render import make_stream
+        from weprompt_cli.render.thoughts import ThoughtView
 
         stream = make_stream(self.out)
+        thoughts = ThoughtView(self.out, self.err)
         try:
             for piece in reply:
+                if isinstance(piece, Reasoning):
+                    thoughts.feed(piece)
+                    continue
+                if thoughts.active:
+                    thoughts.fold(reply.thought_tokens)
                 stream.feed(piece)
         finally:
+            if thoughts.active:
+                thoughts.fold(reply.thought_tokens)
             stream.finish()
         if not self.out.is_terminal or self.out.is_dumb_terminal:  # the status line starts on its own line
             self.out.file.write("\n")
@@ -134,4 +144,7 @@ class Output:
         shown = turns[-count:]
         if len(turns) > count:
             self.dim(f"... {len(turns) - count} earlier turns (/history shows all)")
-        render_turns(self.out, [(t.user, t.assistant, t.stop_reason) for t in shown], max_lines=max_lines)
+        render_turns(
+            self.out, [(t.user, t.assistant, t.stop_reason, t.thought_tokens if t.reasoning else 0) for t in shown],
+            max_lines=max_lines,
+        )

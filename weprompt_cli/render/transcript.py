@@ -15,7 +15,7 @@ from weprompt_cli.render.stream import DEFAULT_CODE_THEME
 
 def render_turns(
     console: Console,
-    turns: list[tuple[str, str, str]],
+    turns: list[tuple[str, str, str]] | list[tuple[str, str, str, int]],
     *,
     first_number: int | None = None,
     user_label: str = "You",
@@ -23,20 +23,27 @@ def render_turns(
     max_lines: int | None = None,
     fold_hint: str = "see /history or 'weprompt sessions show'",
 ) -> None:
-    """Print turns of ``(user text, assistant Markdown, stop_reason)``, oldest first.
+    """Print turns of ``(user text, assistant Markdown, stop_reason[, thought tokens])``, oldest first.
 
     User text is shown as typed (never read as markup); the answer as Markdown, as it
     looked when it streamed; a turn that did not stop normally says why. With
     ``first_number``, each turn is labelled with its number in the session. With
     ``max_lines``, an answer longer than that on screen is folded: its first
     ``max_lines`` lines, then one dim line saying how many more there are and
-    ``fold_hint`` (None, the default: every answer in full).
+    ``fold_hint`` (None, the default: every answer in full). A turn whose model thought
+    first (thought tokens > 0) shows the thought folded to one dim line.
     """
-    for index, (user, assistant, stop_reason) in enumerate(turns):
+    from weprompt_cli.chat.thinking import fold_status
+
+    for index, turn in enumerate(turns):
+        user, assistant, stop_reason = str(turn[0]), str(turn[1]), str(turn[2])
+        thought = int(turn[3]) if len(turn) > 3 else 0
         if index:
             console.line()
         label = user_label if first_number is None else f"#{first_number + index} {user_label}"
         console.print(Text.assemble((f"{label}: ", "bold"), printable(user)), highlight=False)
+        if thought:
+            console.print(Text(fold_status(thought), style="dim"), highlight=False)
         if assistant.strip():
             answer = Markdown(with_paragraph_breaks(printable(assistant)), code_theme=code_theme)
             if max_lines is None:

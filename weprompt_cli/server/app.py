@@ -235,7 +235,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": outcome.text},
+                    "message": outcome.message(),
                     "logprobs": None,
                     "finish_reason": outcome.finish_reason,
                 }
@@ -299,6 +299,13 @@ async def _first_piece(job: Job, pieces: AsyncIterator[str], request: Request) -
         watcher.cancel()
 
 
+def _delta(piece: str) -> dict[str, Any]:
+    """A streamed piece as OpenAI's delta: the thought as `reasoning_content` (as DeepSeek's API does)."""
+    from weprompt_cli.chat.turn import Reasoning
+
+    return {"reasoning_content": str(piece)} if isinstance(piece, Reasoning) else {"content": piece}
+
+
 async def _stream_chunks(
     job: Job,
     pieces: AsyncIterator[str],
@@ -327,9 +334,9 @@ async def _stream_chunks(
         yield chunk({"role": "assistant", "content": ""}, None)
         try:
             if first is not None:
-                yield chunk({"content": first}, None)
+                yield chunk(_delta(first), None)
                 async for piece in pieces:
-                    yield chunk({"content": piece}, None)
+                    yield chunk(_delta(piece), None)
         except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band
             try:
                 _raise_for(exc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from weprompt_cli.chat.formats import ASSISTANT, PREFIX, chat_format_for, render_messages
-from weprompt_cli.chat.params import effective_params
+from weprompt_cli.chat.params import effective_params, family_defaults
 from weprompt_cli.chat.turn import TurnStream
 from weprompt_cli.errors import NotFoundError, WePromptError
 from weprompt_cli.server.ids import discussion_session_name
@@ -52,6 +52,13 @@ class Answer:
     @property
     def text(self) -> str:
         return self.turn.assistant
+
+    def message(self) -> dict[str, Any]:
+        """OpenAI's assistant message; a thinking model's thought as `reasoning_content` beside the answer."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.turn.assistant}
+        if self.turn.think is not None:
+            message["reasoning_content"] = self.turn.reasoning
+        return message
 
     @property
     def finish_reason(self) -> str:
@@ -124,6 +131,7 @@ class Backend:
             persona,
             stored,
             overrides,
+            family=family_defaults(self.fmt),
             defaults={"max_tokens": self.limits.default_max_tokens},
             max_tokens_cap=self.limits.max_tokens_cap,
         )
@@ -143,7 +151,7 @@ class Backend:
         text = body.user_message
 
         def run(job: Job) -> Answer:
-            return self._session_turn(job, name, persona, overrides, text, extra)
+            return self._session_turn(job, name, persona, overrides, text, extra, None)
 
         return Plan(run, name)
 
@@ -155,8 +163,10 @@ class Backend:
         overrides = body.overrides(limits)
         text = body.messages[-1].text()
 
+        think = body.think_mode()
+
         def run(job: Job) -> Answer:
-            return self._session_turn(job, name, persona, overrides, text, {"api": {"session": name}})
+            return self._session_turn(job, name, persona, overrides, text, {"api": {"session": name}}, think)
 
         return Plan(run, name)
 
@@ -179,7 +189,14 @@ class Backend:
         return meta
 
     def _session_turn(
-        self, job: Job, name: str, persona: Persona, overrides: dict[str, Any], text: str, extra: dict[str, Any]
+        self,
+        job: Job,
+        name: str,
+        persona: Persona,
+        overrides: dict[str, Any],
+        text: str,
+        extra: dict[str, Any],
+        think: str | None,
     ) -> Answer:
         """One turn of the stored session `name` (created with `persona` if it is new)."""
         from weprompt_cli.chat.session import ChatSession
@@ -205,7 +222,7 @@ class Backend:
         self._ids[name] = session.id
         with session:
             history = session.opened.meta.prefix_tokens + sum(t.token_count for t in session.turns)
-            stream = session.send(text, cancel=job.cancelled)
+            stream = session.send(text, cancel=job.cancelled, think=think)
             for piece in stream:
                 job.emit(piece)
             turn = stream.turn
@@ -226,9 +243,10 @@ class Backend:
         params = self._params(persona, None, body.overrides(limits))
         messages = [(m.role, m.text()) for m in body.messages]
         stops = body.stops()
+        think = (body.think_mode() or "off") if self.fmt.thinking else None
 
         def run(job: Job) -> Answer:
-            return self._complete(job, persona, messages, params, stops)
+            return self._complete(job, persona, messages, params, stops, think)
 
         return Plan(run)
 
@@ -239,6 +257,7 @@ class Backend:
         messages: Sequence[tuple[str, str]],
         params: SamplingParams,
         stops: tuple[str, ...],
+        think: str | None = None,
     ) -> Answer:
         """The prefix cache's lookup and fill around one `TurnStream` for the final user message."""
         from weprompt_cli.chat.persona_state import persona_prompt, persona_state
@@ -246,7 +265,7 @@ class Backend:
         engine, fmt = self.engine, self.fmt
         self.requests += 1
         prefix = persona_prompt(fmt, persona) if persona is not None else ""
-        segments = render_messages(fmt, messages, prefix)
+        segments = render_messages(fmt, messages, prefix, think=think)
         ids = [engine.encode(s.text) if s.text else [] for s in segments]
         keys = prefix_keys(ids, self._namespace)
         ends = _running_sums([len(x) for x in ids])
@@ -290,6 +309,8 @@ class Backend:
             prompt_tokens=ids[-1],
             params=params,
             stops=(fmt.separator, *(persona.stop if persona is not None else ()), *stops),
+            ban=fmt.ban,
+            think=think,
             cancel=job.cancelled,
             on_finish=remember,
         )

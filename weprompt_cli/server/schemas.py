@@ -108,6 +108,16 @@ class ChatCompletionRequest(SamplingExtras):
     user: str | None = None
     persona: StrictStr | None = None  # a persona's prompt (and its cached state) instead of a system message
     session: StrictStr | None = None  # bind to a stored session: its last user message is sent into it
+    # Thinking (G1 models): WePrompt's `think` (off, on, bit, lot) or OpenAI's `reasoning_effort`.
+    think: Literal["off", "on", "bit", "lot"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+
+    def think_mode(self) -> str | None:
+        """The thinking mode this request asks for (None: the session's or the default)."""
+        if self.think is not None:
+            return self.think
+        efforts = {"none": "off", "minimal": "off", "low": "bit", "medium": "on", "high": "lot"}
+        return efforts.get(self.reasoning_effort) if self.reasoning_effort else None
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

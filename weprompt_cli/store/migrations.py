@@ -90,8 +90,9 @@ def m001_initial_turn(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def m002_reasoning_and_checks(d: dict[str, Any]) -> dict[str, Any]:
-    """transcript line v1 -> v2: `reasoning` (a thought kept apart from the answer), `think`, `checks`."""
-    return {**d, "reasoning": "", "think": None, "checks": []}
+    """transcript line v1 -> v2: `reasoning` (a thought kept apart from the answer, and its length),
+    `think` (the thinking mode), `checks` (checks of the answer)."""
+    return {**d, "reasoning": "", "thought_tokens": 0, "think": None, "checks": []}
 
 
 # Index i upgrades version i to i+1; append new steps, never edit old ones.

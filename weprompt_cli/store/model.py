@@ -191,6 +191,7 @@ class Turn:
     # The model's thought before `assistant` (G1 thinking), kept apart from the answer; "" when none.
     # `reply_text` still holds everything fed, thought included: an RNN state cannot forget it.
     reasoning: str = ""
+    thought_tokens: int = 0  # tokens the thought took (its tags included)
     think: str | None = None  # the thinking mode of the turn ("off", "on", "bit", "lot"); None: no thinking format
     # Checks of the answer (the SQL advisor's query checks), each a small JSON object.
     checks: tuple[dict[str, Any], ...] = ()
@@ -233,6 +234,7 @@ class Turn:
             tokens_per_s=float(tps) if tps is not None else None,
             first_token_s=float(fts) if fts is not None else None,
             reasoning=_get(d, "reasoning", str),
+            thought_tokens=_get(d, "thought_tokens", int),
             think=_get(d, "think", str, optional=True),
             checks=tuple(_check_list(d)),
         )
