@@ -95,14 +95,23 @@ def test_resolve_a_path(tmp_path: Path) -> None:
 
 def test_resolve_a_catalog_name_needs_a_download() -> None:
     with pytest.raises(NotFoundError) as info:
-        resolve_model("g1-1.5b", home=resolve_home())
+        resolve_model("g1-1.5b", home=resolve_home(), strategy="auto")
     assert info.value.hint == "weprompt models pull g1-1.5b"
+    # Without a strategy (models convert) it is the .pth, which a plain pull may not fetch
+    # (it takes the Q8_0 GGUF on a machine without a usable GPU): the hint says --format pth.
+    with pytest.raises(NotFoundError) as info:
+        resolve_model("g1-1.5b", home=resolve_home())
+    assert info.value.hint == "weprompt models pull g1-1.5b --format pth"
+    with pytest.raises(NotFoundError) as info:
+        resolve_model("world7-1.5b", home=resolve_home())
+    assert info.value.hint == "weprompt models pull world7-1.5b"  # no GGUF build: a plain pull is the .pth
     entry = CAT.get("g1-1.5b")
     path = entry.local_path(resolve_home())
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
     got = resolve_model("g1-1.5b", home=resolve_home())
     assert got.path == path and got.entry == entry and not got.is_demo
+    assert got.format == "pth" and got.variant is None
 
 
 def test_resolve_unknown_name_suggests() -> None:

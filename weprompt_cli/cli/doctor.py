@@ -8,11 +8,14 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from weprompt_cli.cli.app import app
+
+if TYPE_CHECKING:
+    from weprompt_cli.models.resolve import LlamaStatus
 
 
 def _version(dist: str) -> str | None:
@@ -32,6 +35,61 @@ def _decode_path() -> str | None:
         return auto_decode_path()
     except Exception:  # noqa: BLE001 - doctor reports; it never fails on an optional probe
         return None
+
+
+def _head_sizes(step: int) -> str:
+    """The RWKV-7 head sizes a build with WKV-7 SIMD stride `step` computes correctly."""
+    if step <= 1:
+        return "any head size"
+    text = f"head sizes that are multiples of {step}"
+    if step == 64:
+        text += " (an AVX-512 build)"
+    return text + ("; G1 models (head size 64) are fine" if 64 % step == 0 else "; G1 models (head size 64) are NOT")
+
+
+def gguf_report(llama: LlamaStatus) -> dict[str, Any]:
+    """The GGUF backend here: llama-cpp-python, its build's CPU features and GPU backends, the
+    RWKV-7 head sizes it computes correctly (never raises; imports llama_cpp only when installed)."""
+    from weprompt_cli.models.resolve import INSTALL_GGUF
+
+    report: dict[str, Any] = {
+        "installed": llama.installed,
+        "version": llama.version or None,
+        "usable": llama.usable,
+        "problem": llama.problem,
+        "install": INSTALL_GGUF,
+        "system_info": None,
+        "cpu_features": [],
+        "gpu_backends": [],
+        "wkv7_simd_step": None,
+        "head_sizes": None,
+        "g1_head_size_ok": None,
+    }
+    if not llama.usable:
+        return report
+    try:
+        from weprompt_cli.engine.llama_context import import_llama_cpp, wkv7_simd_step
+
+        lib = import_llama_cpp()
+        info = lib.llama_print_system_info().decode("utf-8", errors="replace").strip()
+        step = wkv7_simd_step(lib)
+        report.update(
+            system_info=info,
+            # "CPU : SSE3 = 1 | AVX2 = 1 | ... | LLAMAFILE = 1 |": the flags the build has on
+            cpu_features=[
+                name.strip()
+                for part in info.replace("CPU :", "|").split("|")
+                for name, _, value in [part.partition("=")]
+                if value.strip() == "1" and name.strip()
+            ],
+            gpu_backends=list(llama.gpu_backends),
+            wkv7_simd_step=step,
+            head_sizes=_head_sizes(step),
+            g1_head_size_ok=64 % step == 0 if step > 1 else True,
+        )
+    except Exception as exc:  # noqa: BLE001 - doctor reports; it never fails on an optional probe
+        report["problem"] = f"{type(exc).__name__}: {exc}"
+    return report
 
 
 def home_problem(root: Path) -> str | None:
@@ -71,14 +129,20 @@ def _home_hint(source: str) -> str:
 
 def doctor_report() -> dict[str, Any]:
     """Everything `weprompt doctor` prints, as data (never raises for missing pieces)."""
+    from weprompt_cli.context import Context
     from weprompt_cli.hardware.advice import choose_strategy
     from weprompt_cli.hardware.inventory import GIB, detect_inventory
     from weprompt_cli.hardware.kernel import cuda_kernel_usable
     from weprompt_cli.models.catalog import load_catalog
-    from weprompt_cli.context import Context
+    from weprompt_cli.models.resolve import auto_format, gguf_fit, llama_cpp_status
 
     home = Context.create().home
     inv = detect_inventory()
+    llama = llama_cpp_status()
+    gguf = gguf_report(llama)
+    machine = auto_format(inv, llama)
+    gguf["auto"] = {"format": machine.format, "quant": machine.quant, "reason": machine.reason}
+    gguf_device = (gguf["gpu_backends"] or ["cpu"])[0]
     kernel_ok, kernel_why = cuda_kernel_usable(inv, home.cache)
     problem = home_problem(home.root)
     problems = list(inv.problems)
@@ -89,7 +153,21 @@ def doctor_report() -> dict[str, Any]:
         a = choose_strategy(
             inv, arch=m.arch, n_params=m.n_params, n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=m.vocab_size
         )
-        models.append({"name": m.name, "fits": a.fits, "strategy": a.strategy, "where": a.where, "reason": a.reason})
+        row: dict[str, Any] = {
+            "name": m.name, "fits": a.fits, "strategy": a.strategy, "where": a.where, "reason": a.reason,
+            "format": "pth", "quant": None, "file": m.file or m.package_file,
+            "downloaded": ([] if not (m.local_path(home).is_file()) else ["pth"])
+            + [v.quant for v in m.gguf if m.gguf_is_downloaded(v, home)],
+        }
+        choice = auto_format(inv, llama, m) if not m.embedded else None
+        row["format_reason"] = choice.reason if choice else "embedded in WePrompt"
+        if choice is not None and choice.format == "gguf":
+            v = m.find_gguf(choice.quant or "")
+            assert v is not None
+            fits, why = gguf_fit(v, inv)
+            row.update(format="gguf", quant=v.quant, file=v.filename, strategy=gguf_device, where=gguf_device,
+                       fits=fits, reason=why)
+        models.append(row)
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -119,6 +197,7 @@ def doctor_report() -> dict[str, Any]:
         "ninja": inv.ninja,
         "cuda_kernel": {"usable": kernel_ok, "reason": kernel_why},
         "decode_path": _decode_path(),
+        "gguf": gguf,
         "home": {
             "root": str(home.root),
             "source": home.source,
@@ -175,11 +254,33 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     for p in r["problems"]:
         if not (h["problem"] and p.startswith(h["problem"])):  # said just above
             out(f"note          {p}")
+    _print_gguf(r["gguf"])
     out("")
-    out("models (what --strategy auto picks here):")
+    out("models (what --strategy auto picks here, and what 'models pull' fetches):")
     width = max(len(m["name"]) for m in r["models"])
     for m in r["models"]:
         mark = "fits" if m["fits"] else "NO  "
-        detail = m["strategy"] if m["fits"] else m["reason"]
+        if not m["fits"]:
+            detail = m["reason"]
+        elif m["format"] == "gguf":
+            detail = f"GGUF {m['quant'].upper()} ({m['file']}) on {m['strategy']} through llama.cpp"
+        else:
+            detail = m["strategy"]
         out(f"  {m['name'].ljust(width)}  {mark}  {detail}")
     sys.stdout.flush()
+
+
+def _print_gguf(g: dict[str, Any]) -> None:
+    out = typer.echo
+    if not g["installed"]:
+        out(f"GGUF          llama-cpp-python not installed (.gguf models need it): {g['install']}")
+    elif not g["usable"]:
+        out(f"GGUF          llama-cpp-python {g['version'] or '?'} does not load: {g['problem']}")
+        out(f"  hint        {g['install']}")
+    else:
+        out(f"GGUF          llama-cpp-python {g['version']} (the llama.cpp backend for .gguf models)")
+        out(f"  CPU         {' '.join(g['cpu_features']) or 'no SIMD flags reported'}")
+        backends = ", ".join(g["gpu_backends"]) or "none (this build runs on the CPU only)"
+        out(f"  GPU         {backends}")
+        out(f"  RWKV-7      {g['head_sizes']}")
+    out(f"  auto        {g['auto']['reason']}")

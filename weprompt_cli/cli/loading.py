@@ -20,13 +20,15 @@ def load_engine_for_cli(
 ) -> Engine:
     """The engine for `--model`/`--strategy` (or the config's, or the demo model), with a spinner.
 
-    With --verbose, what was loaded and how (backend, strategy, decode path) is printed once.
+    A catalog name picks its .pth or a downloaded GGUF build by the strategy (see
+    models/resolve.py). With --verbose, which file and why, then what was loaded and how
+    (backend, strategy, decode path), is printed once.
     """
     from weprompt_cli.engine import load_engine
     from weprompt_cli.models.resolve import resolve_model
 
-    resolved = resolve_model(model, config=ctx.config, home=ctx.home)
     strategy = strategy or ctx.config.strategy or "auto"
+    resolved = resolve_model(model, config=ctx.config, home=ctx.home, strategy=strategy)
     with out.status(f"loading {resolved.path.name} ({strategy})"):
         engine = load_engine(
             resolved.path,
@@ -36,6 +38,10 @@ def load_engine_for_cli(
             graph=graph,
             verbose=ctx.verbose,
         )
+    if resolved.note:
+        out.dim(resolved.note)
+    elif resolved.reason:
+        out.describe_engine([f"model: {resolved.path.name}: {resolved.reason}"])
     out.describe_engine(engine.describe())
     if resolved.is_demo:
         out.dim(DEMO_NOTE)

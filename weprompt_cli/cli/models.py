@@ -28,17 +28,48 @@ def _say(message: str) -> None:
 
 
 def model_rows(home: Home) -> list[dict[str, Any]]:
-    """One dict per catalog model: what `list` shows (also its --json)."""
+    """One dict per catalog model: what `list` shows (also its --json).
+
+    `downloaded`: any of its files is on disk (`pth_downloaded` and each GGUF build's
+    `downloaded` say which); `auto`: what `pull` fetches and `--strategy auto` runs here.
+    """
     from weprompt_cli.hardware.advice import choose_strategy
     from weprompt_cli.hardware.inventory import detect_inventory
     from weprompt_cli.models.catalog import load_catalog
+    from weprompt_cli.models.resolve import auto_format, gguf_fit, llama_cpp_status
 
     inventory = detect_inventory()
+    llama = llama_cpp_status()
     rows = []
     for m in load_catalog().models:
         advice = choose_strategy(
             inventory, arch=m.arch, n_params=m.n_params, n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=m.vocab_size
         )
+        pth_there = m.local_path(home).is_file() if m.embedded else m.is_downloaded(home)
+        gguf = [
+            {
+                "quant": v.quant,
+                "repo": v.repo,
+                "file": v.file,
+                "size_bytes": v.size_bytes,
+                "size_exact": v.size_exact,
+                "inferred": v.inferred,
+                "downloaded": m.gguf_is_downloaded(v, home),
+                "path": str(v.local_path(home)),
+            }
+            for v in m.gguf
+        ]
+        if m.embedded:
+            auto = {"format": "pth", "quant": None, "reason": "embedded in WePrompt", "fits": advice.fits,
+                    "fit_reason": advice.reason}
+        else:
+            choice = auto_format(inventory, llama, m)
+            auto = {"format": choice.format, "quant": choice.quant, "reason": choice.reason,
+                    "fits": advice.fits, "fit_reason": advice.reason}
+            if choice.format == "gguf":
+                variant = m.find_gguf(choice.quant or "")
+                assert variant is not None
+                auto["fits"], auto["fit_reason"] = gguf_fit(variant, inventory)
         rows.append(
             {
                 "name": m.name,
@@ -49,20 +80,27 @@ def model_rows(home: Home) -> list[dict[str, Any]]:
                 "size_exact": m.size_exact,
                 "repo": m.repo,
                 "file": m.file,
-                "downloaded": m.embedded and m.local_path(home).is_file() or m.is_downloaded(home),
+                "downloaded": pth_there or any(g["downloaded"] for g in gguf),
+                "pth_downloaded": pth_there,
                 "path": str(m.local_path(home)),
                 "memory": m.memory,
                 "fits": advice.fits,
                 "strategy": advice.strategy,
                 "reason": advice.reason,
+                "gguf": gguf,
+                "auto": auto,
             }
         )
     return rows
 
 
+def _size(n: int, exact: bool) -> str:
+    return ("" if exact else "~") + _gb(n)
+
+
 @models_app.command("list")
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List the catalog: size, whether each model is downloaded and fits this machine."""
+    """List the catalog: size, GGUF builds, what is downloaded, and what fits this machine."""
     rows = model_rows(Context.create().home)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -70,30 +108,54 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="RWKV models (weprompt models pull NAME)")
-    for col in ("name", "arch", "params", "size", "fp16 needs", "downloaded", "fits here", "auto strategy"):
-        table.add_column(col, justify="right" if col in ("params", "size", "fp16 needs") else "left")
+    table = Table(title="RWKV models (weprompt models pull NAME [--format pth|gguf] [--quant q8_0])")
+    for col in ("name", "arch", "params", "size", "fp16 needs", "have", "fits", "auto"):
+        table.add_column(col, justify="right" if col in ("params", "size", "fp16 needs") else "left",
+                         no_wrap=True)
+    inferred = False
     for r in rows:
-        size = ("" if r["size_exact"] else "~") + _gb(r["size_bytes"])
+        auto = r["auto"]
+        if not auto["fits"]:
+            shown = "-"
+        elif auto["format"] == "gguf":
+            shown = f"gguf {auto['quant']}"
+        else:
+            shown = r["strategy"]
         table.add_row(
             r["name"],
             r["arch"],
             _params(r["params"]),
-            size,
+            _size(r["size_bytes"], r["size_exact"]),
             _gb(r["memory"]["fp16"]),
-            "yes" if r["downloaded"] else "no",
-            "[green]yes[/]" if r["fits"] else "[red]no[/]",
-            r["strategy"] if r["fits"] else "-",
+            "yes" if r["pth_downloaded"] else "no",
+            "[green]yes[/]" if auto["fits"] else "[red]no[/]",
+            shown,
         )
+        for g in r["gguf"]:  # one indented row per GGUF build
+            inferred = inferred or g["inferred"]
+            name = f" └ gguf {g['quant']}" + ("?" if g["inferred"] else "")
+            table.add_row(name, "", "", _size(g["size_bytes"], g["size_exact"]), "",
+                          "yes" if g["downloaded"] else "no", "", "")
     Console().print(table)
+    if inferred:
+        _say("?: a GGUF file name the catalog infers from the uploader's naming (no listing showed it)")
+    for reason in sorted({r["auto"]["reason"] for r in rows if r["auto"]["format"] == "gguf"}):
+        _say(f"auto: {reason}")
 
 
 @models_app.command("pull")
-def pull(name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see 'weprompt models list').")) -> None:
-    """Download a catalog model (and the tokenizer it needs) into <home>/models; resumes."""
+def pull(
+    name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see 'weprompt models list')."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="pth (rwkv package) or gguf (llama.cpp). Default: GGUF Q8_0 on a machine without a "
+        "usable GPU when llama-cpp-python is installed and the model has one, else the .pth."
+    ),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which GGUF build, e.g. q8_0 (implies --format gguf)."),
+) -> None:
+    """Download a catalog model (.pth or a GGUF build, and the tokenizer it needs) into <home>/models; resumes."""
     from weprompt_cli.models.pull import pull_model
 
-    result = pull_model(name, home=Context.create().home, say=_say)
+    result = pull_model(name, home=Context.create().home, say=_say, fmt=fmt, quant=quant)
     if result.already_present:
         typer.echo(f"{name} is already downloaded: {result.path}")
     else:
@@ -103,11 +165,15 @@ def pull(name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see '
 
 
 @models_app.command("rm")
-def rm(name: str = typer.Argument(..., help="Catalog name of a downloaded model.")) -> None:
-    """Delete a downloaded model, its tokenizer and any partial download."""
+def rm(
+    name: str = typer.Argument(..., help="Catalog name of a downloaded model."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Only this format: pth or gguf (default: every file)."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Only this GGUF build, e.g. q8_0."),
+) -> None:
+    """Delete a downloaded model (its .pth and GGUF builds), its tokenizer and any partial download."""
     from weprompt_cli.models.pull import remove_model
 
-    for path in remove_model(name, home=Context.create().home):
+    for path in remove_model(name, home=Context.create().home, fmt=fmt, quant=quant):
         typer.echo(f"removed {path}")
 
 

@@ -11,6 +11,11 @@ byte 0; with our partial file the next `pull` asks only for the missing bytes.
 Verification: the size against the size the hub reports (and the catalog's, when exact),
 and the sha256 against the catalog's pin or, for LFS files, the hub's ETag (which is the
 file's sha256). A file that fails either is removed, never kept as a model.
+
+Which file `pull NAME` fetches: the .pth, or a GGUF build (`--format gguf`, `--quant`).
+Without either option it asks `resolve.auto_format`: the Q8_0 GGUF when this machine has
+no usable GPU, llama-cpp-python loads and the catalog has one, else the .pth; `say`
+gets one line with the choice and why.
 """
 
 from __future__ import annotations
@@ -19,18 +24,56 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlparse
 
 from weprompt_cli.atomic import fsync_dir
 from weprompt_cli.engine.fingerprint import file_sha256
 from weprompt_cli.errors import DiskError, InvalidFileError, NetworkError, NotFoundError, UsageError
-from weprompt_cli.models.catalog import CatalogModel, load_catalog
+from weprompt_cli.models.catalog import DEFAULT_QUANT, CatalogModel, GgufVariant, load_catalog, normalize_quant
 from weprompt_cli.paths import Home
+
+if TYPE_CHECKING:
+    from weprompt_cli.hardware.inventory import Inventory
+    from weprompt_cli.models.resolve import LlamaStatus
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PARTIAL_DIR = ".partial"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+FORMATS = ("pth", "gguf")
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """Which file of a catalog model a pull fetches, and why."""
+
+    entry: CatalogModel
+    variant: GgufVariant | None  # None: the .pth
+    reason: str
+    explicit: bool  # asked for with --format/--quant (else the machine decided)
+
+    @property
+    def format(self) -> str:
+        return "pth" if self.variant is None else "gguf"
+
+    @property
+    def label(self) -> str:
+        return ".pth" if self.variant is None else self.variant.label
+
+    @property
+    def filename(self) -> str:
+        assert self.entry.file is not None
+        return self.entry.file if self.variant is None else self.variant.filename
+
+    def line(self) -> str:
+        """The one stderr line: what is pulled and why."""
+        text = f"{self.entry.name}: pulling the {self.label} ({self.filename}): {self.reason}"
+        if not self.explicit:
+            text += "; --format pth for the .pth" if self.variant is not None else (
+                "; --format gguf for the GGUF" if self.entry.gguf else "")
+        return text
 
 
 @dataclass(frozen=True)
@@ -41,6 +84,7 @@ class PullResult:
     tokenizer_path: Path | None
     downloaded_bytes: int  # 0 when everything was already there
     already_present: bool
+    plan: PullPlan | None = None
 
 
 def hub_endpoint() -> str:
@@ -215,11 +259,74 @@ def _download(
         raise DiskError(f"cannot write the download: {exc.strerror or exc}", path=partial) from exc
 
 
-def pull_model(name: str, *, home: Home, say: Callable[[str], None] | None = None) -> PullResult:
-    """Download catalog model `name` (and the tokenizer it needs) into `<home>/models/`."""
-    entry = load_catalog().get(name)
+def plan_pull(
+    entry: CatalogModel,
+    *,
+    fmt: str | None = None,
+    quant: str | None = None,
+    inventory: Inventory | None = None,
+    llama: LlamaStatus | None = None,
+) -> PullPlan:
+    """The file `pull` fetches: `fmt` ("pth"/"gguf") and `quant` when given, else what `auto` runs here.
+
+    UsageError for an unknown format or quantization (or --quant with --format pth);
+    NotFoundError when the model has no such GGUF build. `inventory`/`llama` default to
+    this machine's and are only looked at when the choice depends on them.
+    """
+    from weprompt_cli.models.resolve import INSTALL_GGUF, auto_format, llama_cpp_status
+
     if entry.embedded:
-        raise UsageError(f"{name!r} is embedded in WePrompt; there is nothing to download")
+        raise UsageError(f"{entry.name!r} is embedded in WePrompt; there is nothing to download")
+    if fmt is not None:
+        fmt = fmt.strip().lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown model format {fmt!r}", hint="--format pth (rwkv package) or --format gguf (llama.cpp)")
+    if quant is not None:
+        quant = normalize_quant(quant)
+        if fmt == "pth":
+            raise UsageError("--quant is for GGUF builds; a .pth has none", hint=f"--format gguf --quant {quant}")
+        fmt = "gguf"
+    if fmt == "pth":
+        return PullPlan(entry, None, "asked for with --format pth", True)
+    if fmt == "gguf":
+        variant = entry.gguf_variant(quant or DEFAULT_QUANT)
+        asked = f"--quant {quant}" if quant else "--format gguf"
+        reason = f"asked for with {asked}"
+        llama = llama or llama_cpp_status()
+        if not llama.usable:
+            reason += f"; to chat with it, install llama-cpp-python: {INSTALL_GGUF}"
+        return PullPlan(entry, variant, reason, True)
+    q8 = entry.find_gguf(DEFAULT_QUANT)
+    if q8 is None:
+        why = f"{entry.name} has no GGUF build in the catalog" if not entry.gguf else (
+            f"{entry.name} has no Q8_0 GGUF build (--format gguf --quant {entry.gguf[0].quant} for its GGUF)")
+        return PullPlan(entry, None, why, False)
+    if inventory is None:
+        from weprompt_cli.hardware.inventory import detect_inventory
+
+        inventory = detect_inventory()
+    choice = auto_format(inventory, llama or llama_cpp_status(), entry)
+    return PullPlan(entry, q8 if choice.format == "gguf" else None, choice.reason, False)
+
+
+def pull_model(
+    name: str,
+    *,
+    home: Home,
+    say: Callable[[str], None] | None = None,
+    fmt: str | None = None,
+    quant: str | None = None,
+    inventory: Inventory | None = None,
+    llama: LlamaStatus | None = None,
+) -> PullResult:
+    """Download catalog model `name` (the .pth or a GGUF build, see `plan_pull`; and the
+    tokenizer it needs) into `<home>/models/`; `say` gets the choice line first."""
+    entry = load_catalog().get(name)
+    plan = plan_pull(entry, fmt=fmt, quant=quant, inventory=inventory, llama=llama)
+    if say is not None:
+        say(plan.line())
+    if plan.variant is not None:
+        return _pull_gguf(plan, plan.variant, home, say)
     assert entry.repo and entry.file
     dest = entry.local_path(home)
     was_there = entry.is_downloaded(home)
@@ -240,17 +347,68 @@ def pull_model(name: str, *, home: Home, say: Callable[[str], None] | None = Non
         fetched += download_file(
             src.repo, src.file, tok_path, repo_type=src.repo_type, label=f"{src.file} (tokenizer)", say=say
         )
-    return PullResult(dest, tok_path, fetched, was_there and fetched == 0)
+    return PullResult(dest, tok_path, fetched, was_there and fetched == 0, plan)
 
 
-def remove_model(name: str, *, home: Home) -> list[Path]:
-    """Delete a downloaded catalog model, its tokenizer and partial downloads; returns what was removed."""
+def _pull_gguf(plan: PullPlan, variant: GgufVariant, home: Home, say: Callable[[str], None] | None) -> PullResult:
+    entry = plan.entry
+    dest = variant.local_path(home)
+    was_there = entry.gguf_is_downloaded(variant, home)
+    try:
+        fetched = download_file(
+            variant.repo,
+            variant.file,
+            dest,
+            revision=variant.revision,
+            expected_size=variant.size_bytes if variant.size_exact else None,
+            sha256=variant.sha256,
+            label=variant.filename,
+            say=say,
+        )
+    except NotFoundError as exc:
+        if variant.inferred:
+            others = [f"--quant {v.quant}" for v in entry.gguf if v is not variant] + ["--format pth"]
+            exc.hint = (f"the catalog infers this file name from the uploader's naming; see which files exist: "
+                        f"https://huggingface.co/{variant.repo}/tree/{variant.revision}; or pull {' or '.join(others)}")
+        raise
+    tok_path = entry.gguf_tokenizer_path(variant, home)
+    if tok_path is not None:
+        src = entry.tokenizer
+        assert src.repo and src.file
+        fetched += download_file(
+            src.repo, src.file, tok_path, repo_type=src.repo_type, label=f"{src.file} (tokenizer)", say=say
+        )
+    return PullResult(dest, tok_path, fetched, was_there and fetched == 0, plan)
+
+
+def remove_model(name: str, *, home: Home, fmt: str | None = None, quant: str | None = None) -> list[Path]:
+    """Delete a downloaded catalog model: every format (default), only the .pth (`fmt="pth"`),
+    or its GGUF builds (`fmt="gguf"`, or one of them with `quant`), with their tokenizers and
+    partial downloads; returns what was removed."""
     entry: CatalogModel = load_catalog().get(name)
     if entry.embedded:
         raise UsageError(f"{name!r} is embedded in WePrompt and cannot be removed")
-    path = entry.local_path(home)
-    candidates = [path, *(p for p in [entry.tokenizer_path(home)] if p is not None)]
-    candidates += sorted((path.parent / PARTIAL_DIR).glob(f"{path.name}.*.part"))
+    if fmt is not None:
+        fmt = fmt.strip().lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown model format {fmt!r}", hint="--format pth or --format gguf")
+    if quant is not None:
+        if fmt == "pth":
+            raise UsageError("--quant is for GGUF builds; a .pth has none", hint=f"--format gguf --quant {quant}")
+        fmt = "gguf"
+    files: list[tuple[Path, Path | None]] = []  # (model file, its tokenizer)
+    if fmt in (None, "pth"):
+        files.append((entry.local_path(home), entry.tokenizer_path(home)))
+    if fmt in (None, "gguf"):
+        variants = [entry.gguf_variant(quant)] if quant is not None else list(entry.gguf)
+        if fmt == "gguf" and not variants:
+            entry.gguf_variant()  # NotFoundError: no GGUF build in the catalog
+        files += [(v.local_path(home), entry.gguf_tokenizer_path(v, home)) for v in variants]
+    candidates: list[Path] = []
+    for path, tok in files:
+        candidates += [path, *([tok] if tok is not None else [])]
+        candidates += sorted((path.parent / PARTIAL_DIR).glob(f"{path.name}.*.part"))
+    path = files[0][0]
     removed = []
     for p in candidates:
         try:
@@ -261,5 +419,6 @@ def remove_model(name: str, *, home: Home) -> list[Path]:
         except OSError as exc:
             raise DiskError(f"cannot remove: {exc.strerror or exc}", path=p) from exc
     if not removed:
-        raise NotFoundError(f"model {name!r} is not downloaded", path=path)
+        what = {None: "", "pth": " (.pth)", "gguf": f" ({quant.upper() if quant else 'GGUF'})"}[fmt]
+        raise NotFoundError(f"model {name!r}{what} is not downloaded", path=path if len(files) == 1 else None)
     return removed
