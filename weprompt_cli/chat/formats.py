@@ -120,13 +120,21 @@ def chat_format_for(info: ModelInfo, tokenizer: Tokenizer) -> ChatFormat:
 
     The weights do not tell a G1 model from another RWKV-7: `--format` overrides.
     """
-    from weprompt_cli.engine.tokenizer import NEOX_FILE, WORLD_VOCAB_SIZE, JsonTokenizer
+    from weprompt_cli.engine.tokenizer import NEOX_FILE, JsonTokenizer
 
     if info.arch == "v4" and isinstance(tokenizer, JsonTokenizer) and tokenizer.path.name == NEOX_FILE:
         return RAVEN
-    if info.arch == "v7" and info.vocab_size == WORLD_VOCAB_SIZE and _G1_NAME.search(info.path.name):
+    if info.arch == "v7" and _G1_NAME.search(info.path.name):
         return G1
     return WORLD
+
+
+def banned_tokens(fmt: ChatFormat, tokenizer: Tokenizer) -> tuple[int, ...]:
+    """The ids `fmt` never samples with this tokenizer: G1's token 0 is the World vocabulary's end of
+    document; in another vocabulary id 0 is an ordinary token."""
+    from weprompt_cli.engine.tokenizer import WorldTokenizer
+
+    return fmt.ban if isinstance(tokenizer, WorldTokenizer) else ()
 
 
 # ---------------------------------------------------------------------------- whole conversations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from weprompt_cli.chat.formats import banned_tokens
 from weprompt_cli.chat.turn import TurnStream
 from weprompt_cli.errors import WePromptError
 
@@ -225,7 +226,7 @@ class ChatSession:
             prompt_tokens=self.engine.encode(prompt_text),
             params=self.params,
             stops=stops,
-            ban=fmt.ban,
+            ban=banned_tokens(fmt, self.engine.tokenizer),
             think=think,
             cancel=cancel,
             progress=progress,

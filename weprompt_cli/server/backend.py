@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from weprompt_cli.chat.formats import ASSISTANT, PREFIX, chat_format_for, render_messages
+from weprompt_cli.chat.formats import ASSISTANT, PREFIX, banned_tokens, chat_format_for, render_messages
 from weprompt_cli.chat.params import effective_params, family_defaults
 from weprompt_cli.chat.turn import TurnStream
 from weprompt_cli.errors import NotFoundError, WePromptError
@@ -309,7 +309,7 @@ class Backend:
             prompt_tokens=ids[-1],
             params=params,
             stops=(fmt.separator, *(persona.stop if persona is not None else ()), *stops),
-            ban=fmt.ban,
+            ban=banned_tokens(fmt, engine.tokenizer),
             think=think,
             cancel=job.cancelled,
             on_finish=remember,
