@@ -143,6 +143,53 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
         _say(f"auto: {reason}")
 
 
+@models_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one catalog model: what it is, its files, its chat format and the decoding it starts from."""
+    from weprompt_cli.chat.formats import get_format
+    from weprompt_cli.chat.params import effective_params, family_defaults
+    from weprompt_cli.models.catalog import load_catalog
+
+    home = Context.create().home
+    entry = load_catalog().get(name)
+    fmt = get_format(entry.chat_format)
+    family = family_defaults(fmt)
+    defaults = effective_params(None, None, None, None, family=family).to_dict()
+    defaults.pop("seed", None)
+    data = {
+        "name": entry.name,
+        "title": entry.title,
+        "arch": entry.arch,
+        "params": entry.n_params,
+        "layers": entry.n_layer,
+        "embedding": entry.n_embd,
+        "vocab_size": entry.vocab_size,
+        "chat_format": fmt.name,
+        "thinking": fmt.thinking,
+        "decoding": defaults,
+        "decoding_source": "the model family's published decoding" if family else "WePrompt's defaults",
+        "files": [{"format": "pth", "file": entry.file or entry.package_file, "size": entry.size_bytes,
+                   "downloaded": entry.local_path(home).is_file()}]
+        + [{"format": "gguf", "quant": v.quant, "file": v.file, "size": v.size_bytes,
+            "downloaded": v.local_path(home).is_file()} for v in entry.gguf],
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"{entry.name}: {entry.title}")
+    typer.echo(f"  {entry.arch} · {_params(entry.n_params)} parameters · {entry.n_layer} x {entry.n_embd} · "
+               f"vocabulary {entry.vocab_size}")
+    typer.echo(f"  chat format {fmt.name}" + (" (thinks: --think off|on|bit|lot, off by default)" if fmt.thinking else ""))
+    typer.echo(f"  decoding ({data['decoding_source']}; config, persona, session and flags override it):")
+    typer.echo("    " + " · ".join(f"{k} {v}" for k, v in defaults.items()))
+    for f in data["files"]:
+        kind = f["format"] + (f" {f['quant']}" if f.get("quant") else "")
+        typer.echo(f"  {kind:<12} {f['file']} ({_gb(f['size'])}){' · downloaded' if f['downloaded'] else ''}")
+
+
 @models_app.command("pull")
 def pull(
     name: str = typer.Argument(..., help="Catalog name, e.g. g1-1.5b (see 'weprompt models list')."),

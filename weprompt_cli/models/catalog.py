@@ -95,7 +95,7 @@ class CatalogModel:
     size_bytes: int
     size_exact: bool
     tokenizer: TokenizerSource
-    chat_format: str  # "world" or "raven"
+    chat_format: str  # "world", "g1" or "raven" (weprompt_cli.chat.formats)
     repo: str | None = None
     file: str | None = None
     revision: str = "main"
@@ -275,6 +275,13 @@ def _parse_variants(entry: dict[str, Any], arch: str, where: str) -> tuple[GgufV
     return tuple(variants)
 
 
+def _chat_format(entry: dict[str, Any], where: str) -> str:
+    value = _need(entry, "chat_format", str, where)
+    if value not in ("world", "g1", "raven"):
+        raise InvalidFileError(f"{where}: chat_format must be world, g1 or raven", path=CATALOG_FILE)
+    return str(value)
+
+
 def parse_catalog(data: dict[str, Any]) -> Catalog:
     """Validate the TOML document and build the catalog (InvalidFileError on a bad entry)."""
     if data.get("schema") != CATALOG_SCHEMA:
@@ -334,7 +341,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
                 size_bytes=_need(entry, "size", int, where),
                 size_exact=bool(entry.get("size_exact", False)),
                 tokenizer=tokenizers[tok_name],
-                chat_format=_need(entry, "chat_format", str, where),
+                chat_format=_chat_format(entry, where),
                 repo=entry.get("repo"),
                 file=entry.get("file"),
                 revision=entry.get("revision", "main"),
