@@ -98,7 +98,8 @@ def initial_state(model: RWKV7, personas: list[int], pstates: list[list[torch.Te
     return [torch.cat([(pstates[p][j] if p >= 0 else zero[j]) for p in personas]) for j in range(len(zero))]
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m training` (its defaults are the shipped model's recipe)."""
     ap = argparse.ArgumentParser(description="Train the WePrompt demo RWKV-7 from scratch.")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=2000)
@@ -116,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", type=Path, default=DEMO_DIR)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/weprompt-demo-train"))
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads:
