@@ -12,13 +12,14 @@ Run `python -m training.corpus --show 5` to print a few documents.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-import tomllib
-
+from training.projects import project_qa
 from training.sqlgen import render_answer, sql_item
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +29,28 @@ PERSONA_WEIGHTS = (0.76, 0.12, 0.12)
 
 
 def fold(text: str) -> str:
-    """The app's folding: CRLF to LF, runs of blank lines to one newline, stripped."""
-    text = text.replace("\r\n", "\n")
-    return re.sub(r"\n(?:[ \t]*\n)+", "\n", text).strip()
+    """The app's folding (`weprompt_cli.chat.formats.fold`): CRLF to LF, blank-line runs to one newline, stripped."""
+    from weprompt_cli.chat.formats import fold as app_fold
+
+    return app_fold(text)
 
 
 def persona_prefix(name: str, persona_dir: Path = PERSONA_DIR) -> str:
-    """`System: ...\\n\\n` plus the example exchanges of a persona file, as the app feeds it."""
-    with open(persona_dir / f"{name}.toml", "rb") as f:
-        data = tomllib.load(f)
-    out = f"System: {fold(data['system'])}\n\n"
-    for ex in data.get("examples", []):
-        out += f"User: {fold(ex['user'])}\n\nAssistant: {fold(ex['assistant'])}\n\n"
-    return out
+    """The text the app feeds before the first turn of `weprompt chat --persona NAME --model demo`.
+
+    The app's own code builds it: the persona file loaded and validated by the app's loader, a
+    `{schema}` placeholder filled as the app fills it for the demo database (the file's `schema`
+    text, see `weprompt_cli.chat.sql_advisor.SqlAdvisor.prompt_schema`), then the World format's
+    `System: ...` paragraph and example exchanges (`weprompt_cli.chat.persona_state.persona_prompt`).
+    """
+    from weprompt_cli.chat.formats import WORLD
+    from weprompt_cli.chat.persona_state import persona_prompt
+    from weprompt_cli.personas.loader import load_persona_file
+
+    persona = load_persona_file(persona_dir / f"{name}.toml")
+    if hasattr(persona, "with_schema"):  # a persona whose system prompt takes the database schema
+        persona = persona.with_schema(getattr(persona, "schema", None))
+    return persona_prompt(WORLD, persona)
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,20 @@ OFF_TOPIC = {
               "Translate good morning into Spanish.", "How tall is Mount Everest?", "Recommend a good movie.",
               "What is the meaning of life?", "Can you help me with my homework on history?",
               "Who was the first person on the moon?", "Write me a love letter.", "What time is it in Tokyo?",
-              "Give me a recipe for pancakes.", "Which car should I buy?", "Sing me a song."],
+              "Give me a recipe for pancakes.", "Which car should I buy?", "Sing me a song.",
+              "Who is the president of the United States?", "How do I bake bread?", "Recommend a book to read.",
+              "What is 12 plus 30?", "Can you speak French?", "Tell me something interesting.",
+              "What's your favourite colour?", "How old is the universe?", "Write a short story about a cat.",
+              "Which phone should I get?", "How do I lose weight?", "Play a game with me.", "Do you like music?",
+              "Where should I go on holiday?", "How do I fix my wifi?", "Give me some life advice.",
+              "Explain quantum physics.", "Who painted the Mona Lisa?", "How far away is the moon?",
+              "Convert 10 miles to kilometres.", "Write a limerick about a frog.", "Is it going to rain tomorrow?",
+              "Suggest a name for my dog.", "What's the best pizza in town?", "How many legs does a spider have?",
+              "Can you book me a flight?", "What is the population of Brazil?", "Tell me the news.",
+              "Why is the sky blue?", "Compose a song about summer.", "How do I tie a tie?"],
     "heldout": ["What is the best pizza topping in your opinion?", "Summarise the news for me.",
-                "How do I fix a flat bicycle tyre?", "Tell me a story about a dragon."],
+                "How do I fix a flat bicycle tyre?", "Tell me a story about a dragon.",
+                "What's a good name for a cat?", "How long should I boil an egg?"],
 }
 REDIRECT = {
     "sql": ["I can only help with SQL for the shop database. Ask me about customers, orders, products, order items "
@@ -72,127 +93,143 @@ REDIRECT = {
     "general": ["I am only a small demo model, so I cannot answer that well. For real answers load a real model: "
                 "run weprompt models pull NAME, or start WePrompt with --model PATH."],
 }
-CROSS_TOPIC = {  # questions for the other persona
+CROSS_TOPIC = {  # questions for another persona
     "sql": ["Plan a todo app in Python.", "How should I structure a web scraper project?",
-            "What folders does a REST API project need?"],
+            "What folders does a REST API project need?", "I want to build a phone app that tracks my habits.",
+            "Give me a plan for a blog in Go.", "Help me plan a Discord bot."],
     "project": ["How many customers are from Paris?", "Write a SQL query that lists all products.",
-                "What is a primary key?"],
+                "What is a primary key?", "Show the names of customers from Berlin.", "Delete order 12.",
+                "What's the average salary per department?", "Which products cost more than 50?"],
 }
-
-
-# ---- project persona --------------------------------------------------------------------------------------
-LANGS = {
-    "Python": {"src": "src/", "test": "pytest", "pkg": "pyproject.toml", "lint": "ruff"},
-    "JavaScript": {"src": "src/", "test": "Jest", "pkg": "package.json", "lint": "ESLint"},
-    "Go": {"src": "cmd/ and internal/", "test": "go test", "pkg": "go.mod", "lint": "golangci-lint"},
-    "Rust": {"src": "src/", "test": "cargo test", "pkg": "Cargo.toml", "lint": "clippy"},
-}
-APPS = [  # (phrases, extra folders, steps, framework per language)
-    (["a command line todo app", "a todo list CLI", "a terminal task manager"], "data/",
-     ["Define the task model and a JSON file store.", "Add the commands add, list and done.",
-      "Write tests for each command.", "Package it with {pkg} and write a README."],
-     {"Python": "Typer", "JavaScript": "Commander", "Go": "Cobra", "Rust": "clap"}),
-    (["a blog website", "a personal blog", "a simple blog site"], "templates/ and static/",
-     ["Design the post model and the database tables.", "Build pages to list, read and write posts.",
-      "Add login for the author.", "Write tests, then deploy to a small server."],
-     {"Python": "Django", "JavaScript": "Next.js", "Go": "Gin with html/template", "Rust": "Axum with Askama"}),
-    (["a REST API", "a JSON web API", "a backend API for a shop"], "migrations/",
-     ["Write down the resources and endpoints.", "Create the database schema and migrations.",
-      "Implement the endpoints with validation.", "Add tests and an OpenAPI description."],
-     {"Python": "FastAPI and SQLAlchemy", "JavaScript": "Express and Prisma", "Go": "chi and sqlc",
-      "Rust": "Axum and sqlx"}),
-    (["a chat bot", "a Discord bot", "a support chat bot"], "config/",
-     ["Register the bot and keep the token in an environment variable.", "Handle incoming messages and commands.",
-      "Store conversation data in SQLite.", "Add tests and run it as a service."],
-     {"Python": "discord.py", "JavaScript": "discord.js", "Go": "discordgo", "Rust": "serenity"}),
-    (["a web scraper", "a price tracker that scrapes shops", "a news scraper"], "data/ and logs/",
-     ["Pick the pages and fields to collect.", "Fetch pages politely with retries and a delay.",
-      "Parse the fields and save them to CSV or SQLite.", "Schedule runs and test the parser on saved pages."],
-     {"Python": "httpx and BeautifulSoup", "JavaScript": "Playwright", "Go": "Colly", "Rust": "reqwest and scraper"}),
-    (["a data dashboard", "a sales dashboard", "an analytics dashboard"], "data/ and notebooks/",
-     ["Load and clean the data.", "Compute the key numbers.", "Draw the charts and filters.",
-      "Deploy it and refresh the data on a schedule."],
-     {"Python": "pandas and Streamlit", "JavaScript": "React and Chart.js", "Go": "Go templates and Chart.js",
-      "Rust": "Polars and a small web server"}),
-    (["a 2D game", "a small platform game", "a snake game"], "assets/",
-     ["Set up the game loop and window.", "Add the player, controls and collisions.",
-      "Add levels, score and sounds.", "Test on each platform and package a release."],
-     {"Python": "pygame", "JavaScript": "Phaser", "Go": "Ebitengine", "Rust": "Bevy"}),
-    (["a URL shortener", "a link shortening service"], "migrations/",
-     ["Design a table of codes and target URLs.", "Add an endpoint that creates short codes.",
-      "Redirect visitors and count clicks.", "Add rate limits, tests and deployment."],
-     {"Python": "Flask and SQLite", "JavaScript": "Express and Redis", "Go": "net/http and SQLite",
-      "Rust": "Axum and SQLite"}),
-    (["a notes app", "a markdown notes app", "a note taking app"], "notes/",
-     ["Define the note format and storage.", "Build create, edit, search and delete.",
-      "Add tags and export.", "Write tests and publish a first release."],
-     {"Python": "Textual", "JavaScript": "Electron", "Go": "Bubble Tea", "Rust": "Tauri"}),
+# The general persona points to the persona that does the job.
+GENERAL_CROSS = [
+    (["Write a SQL query that lists all products.", "How many customers are from Paris?", "Can you help me with SQL?",
+      "Show me the orders table.", "What is a primary key?", "Delete customer 4."],
+     "For SQL questions start the SQL persona: weprompt chat --persona sql. It writes queries for the demo shop database."),
+    (["Plan a todo app in Python.", "Help me plan a website.", "How should I structure my project?",
+      "I want to build a mobile app."],
+     "For project plans start the project persona: weprompt chat --persona project. It suggests folders, steps and tools."),
 ]
-PROJECT_FRAMES = {
-    "train": ["Plan {app} in {lang}.", "How should I structure {app} written in {lang}?",
-              "I want to build {app} with {lang}. Where do I start?", "Give me a project plan for {app} using {lang}.",
-              "What folders and steps do I need for {app} in {lang}?", "Help me organise a new {app} project in {lang}.",
-              "I am starting {app} in {lang}. What is the plan?"],
-    "heldout": ["Outline the steps to make {app} in {lang}.", "Suggest a layout for {app} project using {lang}."],
+
+
+# ---- small talk: the same frames for every persona, answered in the persona's own voice --------------------
+SMALL_TALK: dict[str, dict[str, list[str]]] = {
+    "greet": {"train": ["Hi", "Hello", "Hey", "Hi there", "Hello there", "Good morning", "Good afternoon",
+                        "Hey, how are you?", "Hi! How are you doing?", "Hello, how are you today?", "Greetings",
+                        "Howdy", "Yo", "Hiya", "Morning!", "Hello again", "Hi, nice to meet you", "Hey you",
+                        "Hi, I'm new here", "Hello, is anyone there?", "Hey! How's your day?"],
+              "heldout": ["Hello, anyone there?", "Hi, good to see you."]},
+    "abilities": {"train": ["What can you do?", "What can I ask you?", "What do you do?", "How can you help me?",
+                            "What are you able to do?", "What is your job?", "Hi, what can you help with?",
+                            "Hello, what do you do?", "What kind of questions can I ask?", "Help",
+                            "How does this work?", "What should I ask you?", "What are you useful for?",
+                            "Hey, what can I do here?", "Can you help me?", "What do you know about?"],
+                  "heldout": ["Hi, what can you do?", "What are you good at?"]},
+    "identity": {"train": ["Who are you?", "What are you?", "Are you a bot?", "What's your name?", "Are you human?",
+                           "Introduce yourself.", "Are you a real AI?", "What model are you?", "How smart are you?",
+                           "Are you an AI?", "Who built you?", "Are you a person?"],
+                 "heldout": ["Tell me about yourself.", "What kind of assistant are you?"]},
+    "thanks": {"train": ["Thanks!", "Thank you.", "Thanks a lot!", "Great, thanks.", "Perfect, thank you!",
+                         "That worked, thanks.", "Cheers!", "Much appreciated.", "Awesome, thanks!",
+                         "Nice, that's what I needed.", "Thank you very much.", "Thanks for the help!", "Ok thanks"],
+               "heldout": ["Thanks a lot, see you.", "Brilliant, thanks for that."]},
+    "bye": {"train": ["Bye!", "Goodbye.", "See you later.", "That's all for today.", "I'm done, bye.", "Bye for now!",
+                      "Catch you later.", "Good night!", "See you!", "Later!"],
+            "heldout": ["Talk to you soon, bye."]},
+}
+SMALL_TALK_ANSWERS: dict[str, dict[str, list[str]]] = {
+    "sql": {
+        "greet": ["Hello! I am SQL Advisor. I write and explain SQL for the shop database: ask me about customers, "
+                  "orders, products, order items or employees.",
+                  "Hi! I write SQL for the shop database. What would you like to know about customers, orders, "
+                  "products or employees?"],
+        "abilities": ["I write, explain and optimise SQL for the shop database: customers, orders, products, order "
+                      "items and employees. Ask in plain words, for example: how many customers live in Paris?"],
+        "identity": ["I am SQL Advisor, a small demo model that writes SQL for the shop database. Ask me about "
+                     "customers, orders, products or employees."],
+        "thanks": ["You are welcome! Ask me another SQL question any time.",
+                   "Glad it helped. Anything else about the shop database?"],
+        "bye": ["Goodbye! Come back when you need more SQL.", "Bye! Happy querying."],
+    },
+    "project": {
+        "greet": ["Hello! I am Project Advisor. Tell me what app you want to build and I will plan the folders, steps "
+                  "and tools.",
+                  "Hi! I plan software projects. What would you like to build, and in which language?"],
+        "abilities": ["I plan software projects: describe the app you want to build, and the language if you have one, "
+                      "and I will give you the folders, the steps and the tools."],
+        "identity": ["I am Project Advisor, a small demo model that plans software projects: folders, steps and "
+                     "tools."],
+        "thanks": ["You are welcome! Good luck with the project.", "Glad it helped. Tell me about your next project "
+                   "any time."],
+        "bye": ["Goodbye, and good luck with the project!", "Bye! Come back with your next project plan."],
+    },
+    "general": {
+        "greet": ["Hello! I am the WePrompt demo model. How can I help you today?",
+                  "Hi! I am a small demo model inside WePrompt. Ask me about WePrompt or how to load a real model."],
+        "abilities": ["I can explain WePrompt. For SQL help try weprompt chat --persona sql, and for project plans try "
+                      "weprompt chat --persona project."],
+        "identity": ["I am the small demo model that ships with WePrompt. I only know a few topics; load a real model "
+                     "with weprompt models pull NAME or --model PATH for real answers."],
+        "thanks": ["You are welcome! Goodbye for now.", "Glad to help. Bye!"],
+        "bye": ["Goodbye! Glad to help.", "Bye! Come back any time."],
+    },
 }
 
 
-def project_qa(rng: random.Random, split: str) -> tuple[str, str]:
-    """A project-planning question and its plan."""
-    phrases, folders, steps, fw = rng.choice(APPS)
-    lang = rng.choice(list(LANGS))
-    tools = LANGS[lang]
-    q = rng.choice(PROJECT_FRAMES[split]).format(app=rng.choice(phrases), lang=lang)
-    steps_t = " ".join(f"{i}. {s.format(**tools)}" for i, s in enumerate(steps, 1))
-    a = (f"Folders: {tools['src']}, tests/, {folders}, docs/.\nSteps: {steps_t}\n"
-         f"Tools: {lang}, {fw[lang]}, {tools['test']}, {tools['lint']}.")
-    return q, a
+def small_talk(rng: random.Random, persona: str, split: str) -> tuple[str, str]:
+    """A greeting, "what can you do?", "who are you?", thanks or goodbye, answered by the persona."""
+    kind = rng.choice(list(SMALL_TALK))
+    q = rng.choice(SMALL_TALK[kind][split])
+    if split == "train" and rng.random() < 0.3:  # typed loosely
+        q = q.lower() if rng.random() < 0.5 else q.rstrip("!.?")
+    return q, rng.choice(SMALL_TALK_ANSWERS[persona][kind])
 
 
 # ---- general persona ---------------------------------------------------------------------------------------
 GENERAL = [
-    ({"train": ["Hello!", "Hi", "Hi there!", "Good morning!", "Hey, how are you?"], "heldout": ["Hello, anyone there?"]},
-     ["Hello! I am the WePrompt demo model. How can I help you today?",
-      "Hi! I am a small demo model inside WePrompt. Ask me about WePrompt or how to load a real model."]),
-    ({"train": ["What is WePrompt?", "What does this app do?", "Tell me about WePrompt.", "What is this program?"],
+    ({"train": ["What is WePrompt?", "What does this app do?", "Tell me about WePrompt.", "What is this program?",
+                "What is this app for?", "Explain WePrompt.", "What's WePrompt?"],
       "heldout": ["Can you describe WePrompt in a sentence?"]},
      ["WePrompt is a terminal chat app for local RWKV language models. It keeps every session on disk, so you can "
       "resume a chat instantly with weprompt resume."]),
     ({"train": ["How do I load a real model?", "How do I use a bigger model?", "How can I download a model?",
-                "How do I get a better model?", "Can I use my own model file?"],
+                "How do I get a better model?", "Can I use my own model file?", "Where can I get more models?",
+                "How do I install a model?", "Can I use a larger RWKV model?", "I have a checkpoint, how do I load it?"],
       "heldout": ["Where do I get a proper model from?"]},
      ["Run weprompt models pull NAME to download an RWKV model, or start WePrompt with --model PATH to load a "
       "checkpoint you already have."]),
-    ({"train": ["Who are you?", "Are you a real AI?", "What model are you?", "How smart are you?"],
-      "heldout": ["What kind of model am I talking to?"]},
-     ["I am the small demo model that ships with WePrompt. I only know a few topics; load a real model with "
-      "weprompt models pull NAME or --model PATH for real answers."]),
-    ({"train": ["What can you do?", "What can I ask you?", "Which personas are there?"],
-      "heldout": ["What are you good at?"]},
-     ["I can explain WePrompt. For SQL help try weprompt chat --persona sql, and for project plans try "
-      "weprompt chat --persona project."]),
-    ({"train": ["How do I continue an old chat?", "How do I resume a session?", "How do I see my sessions?"],
+    ({"train": ["Which personas are there?", "What personas can I use?", "How do I change persona?",
+                "How do I talk to the SQL persona?", "Is there a persona for project plans?", "List the personas."],
+      "heldout": ["How do I pick a different persona?"]},
+     ["There are three personas: sql (weprompt chat --persona sql), project (weprompt chat --persona project) and "
+      "general, this one."]),
+    ({"train": ["How do I continue an old chat?", "How do I resume a session?", "How do I see my sessions?",
+                "Where are my old conversations?", "How do I list my sessions?", "Can I reopen a chat?"],
       "heldout": ["Can I go back to a previous conversation?"]},
      ["Run weprompt list-sessions to see your sessions and weprompt resume NAME to continue one."]),
-    ({"train": ["Thanks!", "Thank you.", "Bye!", "Goodbye."], "heldout": ["Thanks a lot, see you."]},
-     ["You are welcome! Goodbye for now.", "Glad to help. Bye!"]),
 ]
 
 
 def general_qa(rng: random.Random, split: str) -> tuple[str, str]:
     """A question to the general persona and its answer."""
+    if split == "train" and rng.random() < 0.15:
+        questions, answer = rng.choice(GENERAL_CROSS)
+        return rng.choice(questions), answer
     frames, answers = rng.choice(GENERAL)
     return rng.choice(frames[split]), rng.choice(answers)
 
 
 # ---- documents -------------------------------------------------------------------------------------------
 def turn(rng: random.Random, persona: str, split: str) -> tuple[str, str]:
-    """One (question, answer) for a persona; about 8% are off-topic questions answered with a redirect."""
+    """One (question, answer) for a persona: about 6% off-topic questions answered with a redirect, 2% questions
+    for another persona, 4% small talk (30% for the general persona), the rest the persona's own job."""
     x = rng.random()
     if x < 0.06 or (persona == "general" and x < 0.15):
         return rng.choice(OFF_TOPIC[split]), rng.choice(REDIRECT[persona])
     if x < 0.08 and persona in CROSS_TOPIC:
         return rng.choice(CROSS_TOPIC[persona]), rng.choice(REDIRECT[persona])
+    if x < 0.12 or (persona == "general" and x < 0.45):
+        return small_talk(rng, persona, split)
     if persona == "sql":
         item = sql_item(rng, split)
         return item.question, render_answer(item)
@@ -201,12 +238,42 @@ def turn(rng: random.Random, persona: str, split: str) -> tuple[str, str]:
     return general_qa(rng, split)
 
 
+HAND_WRITTEN = ROOT / "tests" / "data" / "demo_questions.json"  # the blind test set (tests/test_demo_questions.py)
+
+
+def _norm(question: str) -> str:
+    return re.sub(r"\s+", " ", question.lower()).strip().rstrip(".?!")
+
+
+@lru_cache(maxsize=1)
+def _blind() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The hand-written test questions, folded: all of them (for equality) and those of 4+ words (containment)."""
+    if not HAND_WRITTEN.exists():
+        return frozenset(), ()
+    data = json.loads(HAND_WRITTEN.read_text(encoding="utf-8"))
+    qs = {_norm(x["question"]) for k in ("sql", "sql_chat", "project", "general") for x in data.get(k, [])}
+    return frozenset(qs), tuple(q for q in qs if len(q.split()) >= 4)
+
+
+def is_blind(question: str) -> bool:
+    """True when a generated question is, or holds, one of the hand-written test questions.
+
+    Training never sees those: the document generator draws such a turn again (decontamination;
+    a few hundred of the corpus's turns). The generator reads nothing else from the test set.
+    """
+    same, long = _blind()
+    q = _norm(question)
+    return q in same or any(b in q for b in long)
+
+
 def document(rng: random.Random, prefixes: dict[str, str], split: str = "train") -> list[Segment]:
     """A persona prefix and 1-4 turns, as the segments the app would feed."""
     persona = rng.choices(PERSONAS, weights=PERSONA_WEIGHTS)[0]
     segs = [Segment(prefixes[persona], False)]
     for _ in range(rng.choice([1, 2, 2, 3, 3, 4])):
         q, a = turn(rng, persona, split)
+        while split == "train" and is_blind(q):
+            q, a = turn(rng, persona, split)
         segs.append(Segment(f"User: {fold(q)}\n\nAssistant:", False))
         segs.append(Segment(f" {fold(a)}\n\n", True))
     return segs

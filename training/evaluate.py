@@ -5,6 +5,7 @@ The model runs in a child process (`training.demo_run`), so this module never im
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import subprocess
@@ -17,6 +18,9 @@ from training.corpus import turn
 from training.sqleval import FIXED_HELDOUT, NATURAL_HELDOUT, execution_match, extract_sql, heldout_sql_items
 
 ROOT = Path(__file__).resolve().parent.parent
+RULES_PATH = ROOT / "tests" / "test_demo_questions.py"  # the hand-written set's loader and rules
+HAND_SETS = ("sql", "sql_chat", "project", "general")
+HAND_PERSONA = {"sql": "sql", "sql_chat": "sql", "project": "project", "general": "general"}
 
 
 def ask(model: Path, items: list[dict[str, str]], max_tokens: int = 200, timeout: float = 600) -> dict[str, Any]:
@@ -81,3 +85,61 @@ def evaluate(model: Path, n_generated: int = 0, n_other: int = 4, max_tokens: in
                   heldout_total=n_heldout, turn_end=sum(r["ended"] for r in res), turn_total=len(res),
                   gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
                   failures=failures, by_kind=by_kind)
+
+
+def hand_rules() -> Any:
+    """The module of the hand-written set's rules (`tests/test_demo_questions.py`): load_questions, check_reply."""
+    spec = importlib.util.spec_from_file_location("demo_question_rules", RULES_PATH)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@dataclass
+class HandReport:
+    scores: dict[str, tuple[int, int]]  # set (sql, sql_chat, project, general) -> (passed, asked)
+    by_kind: dict[str, tuple[int, int]]  # sql question kind -> (matched, asked)
+    turn_end: int
+    turn_total: int
+    gen_tokens: int
+    gen_seconds: float
+    misses: list[dict[str, str]]  # set, id, kind, question, answer, why
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.gen_tokens / self.gen_seconds if self.gen_seconds else 0.0
+
+
+def sql_matches_any(answer: str, refs: list[str]) -> bool:
+    """True when the answer's SQL gives the result of one of the references (they differ in columns only)."""
+    sql = extract_sql(answer)
+    return any(execution_match(sql, ref) for ref in refs)
+
+
+def evaluate_hand_written(model: Path, max_tokens: int = 200) -> HandReport:
+    """Greedy answers to the hand-written set (tests/data/demo_questions.json), scored: sql by execution match
+    against any reference, the other sets by the rules of tests/test_demo_questions.py."""
+    rules = hand_rules()
+    qs = rules.load_questions()
+    entries = [(name, x) for name in HAND_SETS for x in qs[name]]
+    items = [{"persona": HAND_PERSONA[name], "question": x["question"]} for name, x in entries]
+    res = ask(model, items, max_tokens)["results"]
+    scores = {name: (0, 0) for name in HAND_SETS}
+    by_kind: dict[str, tuple[int, int]] = {}
+    misses = []
+    for (name, x), r in zip(entries, res):
+        if name == "sql":
+            why = None if sql_matches_any(r["text"], x["sql"]) else "no execution match"
+            hit, n = by_kind.get(x["kind"], (0, 0))
+            by_kind[x["kind"]] = (hit + (why is None), n + 1)
+        else:
+            why = rules.check_reply(x, r["text"])
+        hit, n = scores[name]
+        scores[name] = (hit + (why is None), n + 1)
+        if why is not None:
+            misses.append({"set": name, "id": x["id"], "kind": x.get("kind", x.get("expect", "")),
+                           "question": x["question"], "answer": r["text"], "why": why})
+    return HandReport(scores=scores, by_kind=by_kind, turn_end=sum(r["ended"] for r in res), turn_total=len(res),
+                      gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
+                      misses=misses)

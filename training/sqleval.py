@@ -171,11 +171,17 @@ def execution_match(pred_sql: str | None, ref_sql: str) -> bool:
 
 
 def heldout_sql_items(n: int, seed: int = 99) -> list[SqlItem]:
-    """n held-out questions that have SQL answers (for the bench)."""
+    """n held-out questions that have SQL answers with something in them (for the bench)."""
     rng = random.Random(seed)
     out: list[SqlItem] = []
     while len(out) < n:
         item = sql_item(rng, "heldout")
-        if item.sql and item.kind != "explain":
+        if item.sql and item.kind != "explain" and _informative(item.sql):
             out.append(item)
     return out
+
+
+def _informative(sql: str) -> bool:
+    """False for a SELECT whose answer is empty (or one NULL): any wrong query that finds nothing would match it."""
+    kind, value = result_of(sql)
+    return kind != "rows" or bool(value) and value != [(None,)]

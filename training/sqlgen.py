@@ -7,36 +7,30 @@ values (cities, numbers, column phrases) are shared. `sql_item(rng, split)` draw
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
-CITIES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Lisbon", "Oslo", "Dublin", "Vienna", "Prague"]
-STATUSES = ["pending", "paid", "shipped", "cancelled"]
-CATEGORIES = ["books", "games", "garden", "kitchen", "toys", "music"]
-DEPARTMENTS = ["sales", "engineering", "support", "marketing", "finance"]
-DOMAINS = ["example.com", "mail.com", "shop.net", "inbox.org"]
-FIRST = ["Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gina", "Hugo", "Ines", "Jack", "Kim", "Leo", "Mia",
-         "Nina", "Omar", "Paul", "Rosa", "Sam", "Tara", "Uma", "Vera", "Will", "Yara", "Zoe"]
-LAST = ["Lee", "Smith", "Brown", "Garcia", "Rossi", "Novak", "Berg", "Walsh", "Silva", "Muller", "Costa", "Young"]
-ADJ = ["Blue", "Mini", "Classic", "Smart", "Wooden", "Golden", "Quiet", "Rapid"]
-NOUN = ["Lamp", "Mug", "Chair", "Puzzle", "Guitar", "Novel", "Kettle", "Shovel", "Robot", "Drum", "Atlas", "Planter"]
-LETTERS = list("ABCDEFGHIJKLMNOPRSTUVWYZ")
-YEARS = ["2023", "2024", "2025"]
-
-Split = str  # "train" or "heldout"
-
-
-@dataclass(frozen=True)
-class SqlItem:
-    kind: str
-    question: str
-    sql: str
-    explanation: str
-
-    @property
-    def answer(self) -> str:
-        """The assistant's reply in the persona's format."""
-        return f"```sql\n{self.sql}\n```\n{self.explanation}"
+from training import values as V
+from training.conds import Compound, Values, compound
+from training.sqlbase import (  # noqa: F401  (the lists are re-exported: sqleval builds the database from them)
+    ADJ,
+    CATEGORIES,
+    CITIES,
+    DEPARTMENTS,
+    DOMAINS,
+    FIRST,
+    LAST,
+    LETTERS,
+    NOUN,
+    STATUSES,
+    YEARS,
+    Split,
+    SqlItem,
+    _frames,
+    _pick,
+    _punctuate,
+)
+from training.sqlkinds import k_change, k_join2, k_lookup, k_sort
 
 
 def _date(rng: random.Random) -> str:
@@ -49,31 +43,7 @@ def _n(rng: random.Random, col: str) -> int:
             "id": rng.randint(1, 40)}[col]
 
 
-def _pick(rng: random.Random, frames: dict[str, list[str]], split: Split) -> str:
-    return rng.choice(frames[split])
-
-
-def _frames(openers: list[str], bodies: list[str], extra: list[str], heldout: list[str]) -> dict[str, list[str]]:
-    """Training frames: every opener with every body, plus whole frames, minus the held-out ones.
-
-    Composing the frames gives training many ways to ask the same thing, so a held-out sentence is
-    new as a whole while its words are not (a model trained only on this corpus knows no others).
-    """
-    train = [_punctuate(f"{o} {b}") for o in openers for b in bodies] + extra
-    return {"train": sorted(set(train) - set(heldout)), "heldout": heldout}
-
-
-def _punctuate(frame: str) -> str:
-    """A composed frame that opens with a question word ends with a question mark."""
-    if frame.split(" ", 1)[0] in ("What", "What's", "Which", "How", "Who") and frame.endswith("."):
-        return frame[:-1] + "?"
-    return frame
-
-
-# ---- tables: entity words, column choices, filter conditions ----------------------------------------
-# A condition is (phrases, sql, what-for-the-explanation); phrases and sql are formatted with slot values.
-Cond = tuple[list[str], str, str]
-
+# ---- tables: entity words and column choices; conditions are training.conds -------------------
 ENTITY = {"customers": ["customers", "clients"], "orders": ["orders"], "products": ["products", "items"],
           "employees": ["employees", "staff members", "workers"]}
 COLS = {
@@ -86,142 +56,23 @@ COLS = {
     "employees": [("name", "the names"), ("name, salary", "the names and salaries"), ("*", "all columns"),
                   ("name, department", "the names and departments")],
 }
-CONDS: dict[str, list[Cond]] = {
-    "customers": [
-        (["from {city}", "in {city}", "who live in {city}", "based in {city}", "whose city is {city}"],
-         "city = '{city}'", "filters on the city column"),
-        (["whose name starts with {L}", "with names beginning with {L}"], "name LIKE '{L}%'",
-         "uses LIKE with a trailing wildcard to match the first letter"),
-        (["with an email at {domain}", "whose email ends with @{domain}", "using {domain} email addresses"],
-         "email LIKE '%@{domain}'", "uses LIKE with a leading wildcard to match the email domain"),
-        (["who signed up after {d}", "created after {d}", "who joined after {d}"], "created_at > '{d}'",
-         "compares created_at with the date"),
-        (["who signed up before {d}", "created before {d}", "who joined before {d}"], "created_at < '{d}'",
-         "compares created_at with the date"),
-        (["who signed up between {d1} and {d2}", "created between {d1} and {d2}"],
-         "created_at BETWEEN '{d1}' AND '{d2}'", "keeps created_at inside the date range with BETWEEN"),
-        (["who signed up in {y}", "created in {y}", "who joined in {y}"],
-         "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'", "keeps created_at inside that year with BETWEEN"),
-    ],
-    "orders": [
-        (["with status {status}", "that are {status}", "whose status is {status}", "marked {status}"],
-         "status = '{status}'", "filters on the status column"),
-        (["with a total above {total}", "worth more than {total}", "with total greater than {total}"],
-         "total > {total}", "keeps rows whose total is greater than the value"),
-        (["with a total below {total}", "worth less than {total}", "with total under {total}"],
-         "total < {total}", "keeps rows whose total is less than the value"),
-        (["of customer {id}", "placed by customer {id}", "for customer id {id}"], "customer_id = {id}",
-         "filters on the customer_id foreign key"),
-        (["placed after {d}", "created after {d}"], "created_at > '{d}'", "compares created_at with the date"),
-        (["placed before {d}", "created before {d}"], "created_at < '{d}'", "compares created_at with the date"),
-        (["placed between {d1} and {d2}", "created between {d1} and {d2}"],
-         "created_at BETWEEN '{d1}' AND '{d2}'", "keeps created_at inside the date range with BETWEEN"),
-        (["placed in {y}", "from {y}"], "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'",
-         "keeps created_at inside that year with BETWEEN"),
-    ],
-    "products": [
-        (["in the {cat} category", "in category {cat}", "of category {cat}", "from the {cat} category"],
-         "category = '{cat}'", "filters on the category column"),
-        (["cheaper than {price}", "priced under {price}", "with a price below {price}", "costing less than {price}"],
-         "price < {price}", "keeps rows whose price is less than the value"),
-        (["more expensive than {price}", "priced over {price}", "with a price above {price}",
-          "costing more than {price}"], "price > {price}", "keeps rows whose price is greater than the value"),
-        (["with fewer than {stock} in stock", "with stock below {stock}"], "stock < {stock}",
-         "keeps rows whose stock is less than the value"),
-        (["with more than {stock} in stock", "with stock above {stock}"], "stock > {stock}",
-         "keeps rows whose stock is greater than the value"),
-        (["whose name contains {word}", "with {word} in the name"], "name LIKE '%{word}%'",
-         "uses LIKE with wildcards on both sides to match part of the name"),
-    ],
-    "employees": [
-        (["in the {dept} department", "who work in {dept}", "from the {dept} team"], "department = '{dept}'",
-         "filters on the department column"),
-        (["earning more than {salary}", "with a salary above {salary}", "paid over {salary}"], "salary > {salary}",
-         "keeps rows whose salary is greater than the value"),
-        (["earning less than {salary}", "with a salary below {salary}", "paid under {salary}"],
-         "salary < {salary}", "keeps rows whose salary is less than the value"),
-        (["who report to employee {id}", "managed by employee {id}", "whose manager is employee {id}"],
-         "manager_id = {id}", "filters on the manager_id column"),
-        (["whose name starts with {L}"], "name LIKE '{L}%'", "uses LIKE with a trailing wildcard"),
-    ],
-}
-
-
-# The same conditions as verb phrases, for "Which customers live in Paris?" (the entity is plural).
-VERB_CONDS: dict[str, list[Cond]] = {
-    "customers": [
-        (["live in {city}", "are from {city}", "are based in {city}", "are in {city}"], "city = '{city}'",
-         "filters on the city column"),
-        (["have names starting with {L}", "have a name that starts with {L}"], "name LIKE '{L}%'",
-         "uses LIKE with a trailing wildcard to match the first letter"),
-        (["have an email at {domain}", "use {domain} email addresses", "have emails ending with @{domain}"],
-         "email LIKE '%@{domain}'", "uses LIKE with a leading wildcard to match the email domain"),
-        (["signed up after {d}", "joined after {d}", "were created after {d}"], "created_at > '{d}'",
-         "compares created_at with the date"),
-        (["signed up before {d}", "joined before {d}", "were created before {d}"], "created_at < '{d}'",
-         "compares created_at with the date"),
-        (["signed up between {d1} and {d2}", "joined between {d1} and {d2}"], "created_at BETWEEN '{d1}' AND '{d2}'",
-         "keeps created_at inside the date range with BETWEEN"),
-        (["signed up in {y}", "joined in {y}"], "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'",
-         "keeps created_at inside that year with BETWEEN"),
-    ],
-    "orders": [
-        (["are {status}", "have status {status}", "are marked {status}"], "status = '{status}'",
-         "filters on the status column"),
-        (["are worth more than {total}", "have a total above {total}", "cost more than {total}"], "total > {total}",
-         "keeps rows whose total is greater than the value"),
-        (["are worth less than {total}", "have a total below {total}", "cost less than {total}"], "total < {total}",
-         "keeps rows whose total is less than the value"),
-        (["belong to customer {id}", "were placed by customer {id}"], "customer_id = {id}",
-         "filters on the customer_id foreign key"),
-        (["were placed after {d}", "were created after {d}"], "created_at > '{d}'", "compares created_at with the date"),
-        (["were placed before {d}", "were created before {d}"], "created_at < '{d}'", "compares created_at with the date"),
-        (["were placed between {d1} and {d2}"], "created_at BETWEEN '{d1}' AND '{d2}'",
-         "keeps created_at inside the date range with BETWEEN"),
-        (["were placed in {y}", "are from {y}"], "created_at BETWEEN '{y}-01-01' AND '{y}-12-31'",
-         "keeps created_at inside that year with BETWEEN"),
-    ],
-    "products": [
-        (["are in the {cat} category", "belong to {cat}", "are in category {cat}"], "category = '{cat}'",
-         "filters on the category column"),
-        (["cost less than {price}", "are cheaper than {price}", "are priced under {price}"], "price < {price}",
-         "keeps rows whose price is less than the value"),
-        (["cost more than {price}", "are more expensive than {price}", "are priced over {price}"], "price > {price}",
-         "keeps rows whose price is greater than the value"),
-        (["have fewer than {stock} in stock", "have stock below {stock}"], "stock < {stock}",
-         "keeps rows whose stock is less than the value"),
-        (["have more than {stock} in stock", "have stock above {stock}"], "stock > {stock}",
-         "keeps rows whose stock is greater than the value"),
-        (["have {word} in the name", "have names containing {word}"], "name LIKE '%{word}%'",
-         "uses LIKE with wildcards on both sides to match part of the name"),
-    ],
-    "employees": [
-        (["work in {dept}", "are in the {dept} department", "belong to the {dept} team"], "department = '{dept}'",
-         "filters on the department column"),
-        (["earn more than {salary}", "make more than {salary}", "are paid over {salary}", "have a salary above {salary}"],
-         "salary > {salary}", "keeps rows whose salary is greater than the value"),
-        (["earn less than {salary}", "make less than {salary}", "are paid under {salary}"], "salary < {salary}",
-         "keeps rows whose salary is less than the value"),
-        (["report to employee {id}", "are managed by employee {id}"], "manager_id = {id}",
-         "filters on the manager_id column"),
-        (["have names starting with {L}"], "name LIKE '{L}%'", "uses LIKE with a trailing wildcard"),
-    ],
-}
 NAME_COL = {"customers": "name", "orders": "id", "products": "name", "employees": "name"}  # what "which ..." returns
 
 
-def _slots(rng: random.Random) -> dict[str, object]:
-    d1, d2 = sorted(rng.sample([_date(rng) for _ in range(4)], 2))
-    return {"city": rng.choice(CITIES), "status": rng.choice(STATUSES), "cat": rng.choice(CATEGORIES),
-            "dept": rng.choice(DEPARTMENTS), "domain": rng.choice(DOMAINS), "L": rng.choice(LETTERS),
-            "word": rng.choice(NOUN), "d": _date(rng), "d1": d1, "d2": d2, "y": rng.choice(YEARS),
-            "price": _n(rng, "price"), "stock": _n(rng, "stock"), "total": _n(rng, "total"),
-            "salary": _n(rng, "salary"), "id": _n(rng, "id")}
+def _slots(rng: random.Random, split: Split = "heldout") -> dict[str, object]:
+    """One question's slot values: the demo data's (held-out) or mostly made up (training), see training.conds."""
+    x = Values(rng, split)
+    d1, d2 = x.dates()
+    return {"city": x.city(), "status": x.status(), "cat": x.category(), "dept": x.department(), "domain": x.domain(),
+            "L": x.letter(), "word": x.word(), "d": x.date(), "d1": d1, "d2": d2, "y": x.year(),
+            "price": x.amount("price"), "stock": x.amount("stock"), "total": x.amount("total"),
+            "salary": x.amount("salary"), "id": x.ident(), "real": x.real}
 
 
-def _cond(rng: random.Random, table: str, s: dict[str, object], verbs: bool = False) -> tuple[str, str, str]:
-    phrases, sql, why = rng.choice((VERB_CONDS if verbs else CONDS)[table])
-    return rng.choice(phrases).format(**s), sql.format(**s), why
+def _tidy(q: str) -> str:
+    """A composed question without doubled spaces or a space before its punctuation; first letter upper-case."""
+    q = re.sub(r"\s+([.?,!:])", r"\1", re.sub(r"\s{2,}", " ", q)).strip()
+    return q[0].upper() + q[1:]
 
 
 # ---- kinds --------------------------------------------------------------------------------------------
@@ -255,25 +106,32 @@ WHICH_FRAMES = _frames(  # a verb phrase condition; the answer names the rows
 )
 
 
-def k_filter(rng: random.Random, split: Split) -> SqlItem:
-    table = rng.choice(list(CONDS))
-    s = _slots(rng)
+def _subject(rng: random.Random, table: str, split: Split, verbs: bool = False, n: int | None = None) -> tuple[str, str, Compound]:
+    """The entity words (sometimes with a value before them: "pending orders") and the rest of the condition."""
+    c = compound(rng, table, split, n)
     entity = rng.choice(ENTITY[table])
+    rest = c.rest_vp if verbs else c.rest_np
+    if c.pre and rng.random() < 0.4 and (rest or not verbs):
+        return f"{c.pre} {entity}", rest, c
+    return entity, c.vp if verbs else c.np, c
+
+
+def k_filter(rng: random.Random, split: Split) -> SqlItem:
+    table = rng.choice(list(ENTITY))
     x = rng.random()
     if x < 0.2:
         verbs = rng.random() < 0.4  # "orders that are pending" as well as "orders with status pending"
-        cphrase, csql, why = _cond(rng, table, s, verbs=verbs)
+        entity, cphrase, c = _subject(rng, table, split, verbs)
         cphrase = f"that {cphrase}" if verbs else cphrase
         q, cols = _pick(rng, ROWS_FRAMES, split).format(entity=entity, cond=cphrase), "*"
     elif x < 0.45:
-        vp, csql, why = _cond(rng, table, s, verbs=True)
+        entity, vp, c = _subject(rng, table, split, verbs=True)
         q, cols = _pick(rng, WHICH_FRAMES, split).format(entity=entity, vp=vp), NAME_COL[table]
     else:
         cols, cols_p = rng.choice(COLS[table])
-        cphrase, csql, why = _cond(rng, table, s)
+        entity, cphrase, c = _subject(rng, table, split)
         q = _pick(rng, FILTER_FRAMES, split).format(cols=cols_p, entity=entity, cond=cphrase)
-    q = q[0].upper() + q[1:]
-    return SqlItem("filter", q, f"SELECT {cols} FROM {table} WHERE {csql};", f"This reads the {table} table and {why}.")
+    return SqlItem("filter", _tidy(q), f"SELECT {cols} FROM {table} WHERE {c.sql};", f"This reads the {table} table and {c.why}.")
 
 
 MEASURES = {"price": ("products", "price", "prices"), "stock": ("products", "stock", "stock levels"),
@@ -282,6 +140,33 @@ AGGS = {"SUM": ["sum of the {mp}", "combined {mp}", "sum of all {mp}", "total of
         "AVG": ["average {ms}", "mean {ms}", "avg {ms}"],
         "MIN": ["lowest {ms}", "minimum {ms}", "smallest {ms}", "least {ms}"],
         "MAX": ["highest {ms}", "maximum {ms}", "largest {ms}", "biggest {ms}"]}
+# Everyday names of some measures: "revenue", "payroll", "average order value".
+AGG_NAMES = {("SUM", "total"): ["total revenue", "revenue", "total sales", "total order value", "total amount of the orders"],
+             ("SUM", "salary"): ["total salary", "salary bill", "payroll", "total payroll", "total of all salaries"],
+             ("SUM", "stock"): ["total stock", "total number of units in stock", "combined stock"],
+             ("AVG", "total"): ["average order value", "average order total", "mean order value", "average order size"],
+             ("AVG", "salary"): ["average pay", "average salary"], ("AVG", "price"): ["average price", "typical price"],
+             ("MAX", "price"): ["highest price", "top price"], ("MIN", "price"): ["lowest price", "cheapest price"],
+             ("MAX", "salary"): ["top salary", "highest salary"], ("MIN", "salary"): ["lowest salary"],
+             ("MAX", "total"): ["biggest order total", "largest order amount"], ("MIN", "stock"): ["lowest stock level"]}
+AGG_MONEY_FRAMES = _frames(  # SUM(total) in money words
+    ["How much money have we made from", "How much revenue came from", "How much did we earn from", "What did we make from",
+     "How much money came in from", "What is the revenue from", "What's our revenue from"],
+    ["{entity}{cond}?", "all {entity}{cond}?", "the {entity}{cond}?"],
+    ["How much did {entity}{cond} bring in?", "How much money did {entity}{cond} bring in?"],
+    ["How much have {entity}{cond} earned us?", "What revenue did {entity}{cond} generate?"],
+)
+
+
+def _aggp(rng: random.Random, agg: str, col: str) -> str:
+    """How a question names an aggregate of a measure: 'average salary', 'sum of the order totals', 'payroll'."""
+    _, ms, mp = MEASURES[col]
+    names = AGG_NAMES.get((agg, col), [])
+    if names and rng.random() < 0.4:
+        return rng.choice(names)
+    return rng.choice(AGGS[agg]).format(ms=ms, mp=mp)
+
+
 AGG_WORD = {"SUM": "adds up", "AVG": "averages", "MIN": "takes the minimum of", "MAX": "takes the maximum of"}
 AGG_FRAMES = _frames(
     ["What is", "What's", "Find", "Calculate", "Compute", "Get", "Get me", "Show", "Show me", "Give me", "Tell me",
@@ -320,35 +205,37 @@ COUNT_FRAMES = _frames(
 
 
 def k_aggregate(rng: random.Random, split: Split) -> SqlItem:
-    s = _slots(rng)
     if rng.random() < 0.35:
-        table = rng.choice(list(CONDS))
-        where, cphrase, why = "", "", ""
-        entity = rng.choice(ENTITY[table])
+        table = rng.choice(list(ENTITY))
+        where, why = "", ""
         if rng.random() < 0.3:
-            vp, csql, why = _cond(rng, table, s, verbs=True)
-            where, q = f" WHERE {csql}", _pick(rng, COUNT_VERB_FRAMES, split).format(entity=entity, vp=vp)
+            entity, vp, c = _subject(rng, table, split, verbs=True)
+            where, why = f" WHERE {c.sql}", c.why
+            q = _pick(rng, COUNT_VERB_FRAMES, split).format(entity=entity, vp=vp)
         else:
-            if rng.random() < 0.6:
-                cphrase, csql, why = _cond(rng, table, s)
-                where, cphrase = f" WHERE {csql}", " " + cphrase
+            entity, cphrase = rng.choice(ENTITY[table]), ""
+            if rng.random() < 0.65:
+                entity, cphrase, c = _subject(rng, table, split)
+                where, why, cphrase = f" WHERE {c.sql}", c.why, " " + cphrase
             q = _pick(rng, COUNT_FRAMES, split).format(entity=entity, cond=cphrase)
         expl = f"COUNT(*) counts the rows{' and the WHERE clause ' + why if why else ''}."
-        return SqlItem("count", q, f"SELECT COUNT(*) FROM {table}{where};", expl)
+        return SqlItem("count", _tidy(q), f"SELECT COUNT(*) FROM {table}{where};", expl)
     col = rng.choice(list(MEASURES))
-    table, ms, mp = MEASURES[col]
+    table = MEASURES[col][0]
     agg = rng.choice(["AVG", "MIN", "MAX"] if col == "price" else list(AGGS))
-    aggp = rng.choice(AGGS[agg]).format(ms=ms, mp=mp)
-    where, cphrase = "", ""
-    if rng.random() < 0.5:
-        cphrase, csql, _ = _cond(rng, table, s)
-        where, cphrase = f" WHERE {csql}", " " + cphrase
-    if rng.random() < 0.25:  # the measure names its table: "What is the average salary in the sales department?"
+    aggp = _aggp(rng, agg, col)
+    where, cphrase, entity = "", "", rng.choice(ENTITY[table])
+    if rng.random() < 0.6:
+        entity, cphrase, c = _subject(rng, table, split)
+        where, cphrase = f" WHERE {c.sql}", " " + cphrase if cphrase else ""
+    if agg == "SUM" and col == "total" and rng.random() < 0.35:  # "How much money have we made from paid orders?"
+        q = _pick(rng, AGG_MONEY_FRAMES, split).format(entity=entity, cond=cphrase)
+    elif rng.random() < 0.25 and entity in ENTITY[table]:  # the measure names its table: "the average salary in sales"
         q = _pick(rng, AGG_BARE_FRAMES, split).format(aggp=aggp, cond=cphrase)
     else:
-        q = _pick(rng, AGG_FRAMES, split).format(aggp=aggp, entity=rng.choice(ENTITY[table]), cond=cphrase)
+        q = _pick(rng, AGG_FRAMES, split).format(aggp=aggp, entity=entity, cond=cphrase)
     expl = f"{agg}({col}) {AGG_WORD[agg]} the {col} column{' of the rows that match the WHERE clause' if where else ''}."
-    return SqlItem("aggregate", q, f"SELECT {agg}({col}) FROM {table}{where};", expl)
+    return SqlItem("aggregate", _tidy(q), f"SELECT {agg}({col}) FROM {table}{where};", expl)
 
 
 GROUPS = [("customers", "city", "city", "cities"), ("orders", "status", "status", "statuses"),
@@ -374,30 +261,120 @@ HAVING_FRAMES = _frames(
 )
 
 
+GROUP_TOP_FRAMES = _frames(  # the one group with the most / highest: LIMIT 1, the group column only
+    ["Which", "What"],
+    ["{g} has {sup}?", "{g} has got {sup}?", "{g} is the one with {sup}?"],
+    ["Find the {g} with {sup}.", "Tell me the {g} with {sup}.", "Show the {g} with {sup}.", "The {g} with {sup}?",
+     "Name the {g} with {sup}.", "Which is the {g} with {sup}?", "Get the {g} that has {sup}.",
+     "Which {g} comes first by {metric}?"],
+    ["Which {g} has {sup}?", "What is the {g} with {sup}?"],
+)
+GROUP_TOPN_FRAMES = _frames(  # the N groups with the most: the group column and the measure
+    ["Show", "List", "Give me", "Get", "Find", "I want", "Show me"],
+    ["the top {n} {gs} by {metric}.", "the {n} {gs} with {sup}.", "the {n} {gs} that have {sup}."],
+    ["Top {n} {gs} by {metric}?", "Rank the {gs} by {metric} and show the top {n}.", "The {n} {gs} with {sup}, please."],
+    ["What are the {n} {gs} with {sup}?"],
+)
+RANK_FRAMES = _frames(
+    ["Rank", "Sort", "Order", "List"],
+    ["the {gs} by {metric}.", "the {gs} by {metric}, highest first.", "all {gs} by {metric}."],
+    ["Which {gs} have the highest {metric}? Rank them.", "{gs} ranked by {metric}."],
+    ["Show the {gs} from the highest {metric} to the lowest."],
+)
+WHICH_HAVING_FRAMES = _frames(  # groups kept by a condition on their aggregate: the group column only
+    ["Which", "What"],
+    ["{gs} have {hav}?", "{gs} are there with {hav}?"],
+    ["Find the {gs} that have {hav}.", "Name the {gs} with {hav}.", "Which of the {gs} have {hav}?"],
+    ["Which {gs} have got {hav}?", "Tell me which {gs} have {hav}."],
+)
+WHERE_SUFFIXES = [" for {entity} {cond}", ", only for {entity} {cond}", ", counting only {entity} {cond}",
+                  " among {entity} {cond}", " ({entity} {cond} only)"]
+# Verb phrases for a condition on a group's sum: "Which departments spend more than 400000 on salaries?"
+SUM_VERBS = {"salary": ["spend {cmp} {n} on salaries", "pay {cmp} {n} in salaries", "have a payroll of {cmp} {n}"],
+             "total": ["bring in {cmp} {n}", "have sales of {cmp} {n}"], "stock": ["hold {cmp} {n} units in stock"]}
+CMPS = {">": ["more than", "over", "above", "greater than"], "<": ["less than", "under", "below"],
+        ">=": ["at least"], "<=": ["at most", "no more than"]}
+
+
+def _group_where(rng: random.Random, table: str, gcol: str, split: Split) -> tuple[str, str, str]:
+    """A WHERE for a grouped query (not on the group column): its words as a suffix, its SQL, the entity."""
+    for _ in range(6):
+        entity, cphrase, c = _subject(rng, table, split, n=rng.choice([1, 1, 2]))
+        if not re.search(rf"\b{gcol}\b", c.sql):
+            return rng.choice(WHERE_SUFFIXES).format(entity=entity, cond=cphrase), f" WHERE {c.sql}", entity
+    return "", "", ""
+
+
+def _suffix(q: str, extra: str) -> str:
+    """`extra` put before the question's final punctuation."""
+    return q[:-1] + extra + q[-1] if q[-1] in ".?" else q + extra
+
+
 def k_group(rng: random.Random, split: Split) -> SqlItem:
     table, gcol, g, gs = rng.choice(GROUPS)
     entity = rng.choice(ENTITY[table])
     measures = [c for c, (t, _, _) in MEASURES.items() if t == table]
     if not measures or rng.random() < 0.45:
-        agg_sql, metric, nkey = "COUNT(*)", f"number of {entity}", None
+        agg, col, agg_sql, metric, nkey = "COUNT", "", "COUNT(*)", f"number of {entity}", None
         what = "counts the rows of each group"
     else:
         col = rng.choice(measures)
-        _, ms, mp = MEASURES[col]
         agg = rng.choice(list(AGGS))
-        agg_sql, metric, nkey = f"{agg}({col})", rng.choice(AGGS[agg]).format(ms=ms, mp=mp), col
+        agg_sql, metric, nkey = f"{agg}({col})", _aggp(rng, agg, col), col
         what = f"{AGG_WORD[agg]} {col} within each group"
-    q = _pick(rng, GROUP_FRAMES, split).format(metric=metric, g=g, entity=entity)
-    sql = f"SELECT {gcol}, {agg_sql} FROM {table} GROUP BY {gcol}"
+    where_q, where = "", ""
+    if rng.random() < 0.3:
+        where_q, where, _ = _group_where(rng, table, gcol, split)
+    mode = rng.random()
+    if mode < 0.3:  # ordered groups: the one with the most, the top N, or all ranked
+        if agg in ("MIN", "MAX"):  # "the highest biggest stock" reads badly: rank groups by an average or a sum
+            agg = rng.choice(["AVG", "SUM"])
+            agg_sql, metric = f"{agg}({col})", _aggp(rng, agg, col)
+        most = rng.random() < 0.75
+        d = "DESC" if most else "ASC"
+        if agg == "COUNT":
+            sup = f"the {'most' if most else 'fewest'} {entity}"
+        else:
+            sup = f"the {'highest' if most else 'lowest'} {metric}"
+        kind = rng.random()
+        if kind < 0.5:
+            q = _pick(rng, GROUP_TOP_FRAMES, split).format(g=g, sup=sup, metric=metric)
+            sql = f"SELECT {gcol} FROM {table}{where} GROUP BY {gcol} ORDER BY {agg_sql} {d} LIMIT 1"
+            expl = f"GROUP BY {gcol} makes one row per {g}, ORDER BY {agg_sql} {d} puts the first one on top and LIMIT 1 keeps it."
+        elif kind < 0.85:
+            n = rng.randint(2, 10)
+            q = _pick(rng, GROUP_TOPN_FRAMES, split).format(gs=gs, sup=sup, metric=metric, n=n)
+            sql = f"SELECT {gcol}, {agg_sql} FROM {table}{where} GROUP BY {gcol} ORDER BY {agg_sql} {d} LIMIT {n}"
+            expl = f"GROUP BY {gcol} makes one row per {g}, ORDER BY sorts the groups and LIMIT {n} keeps the first {n}."
+        else:
+            q = _pick(rng, RANK_FRAMES, split).format(gs=gs, metric=metric)
+            sql = f"SELECT {gcol}, {agg_sql} FROM {table}{where} GROUP BY {gcol} ORDER BY {agg_sql} DESC"
+            expl = f"GROUP BY {gcol} makes one row per {g} and ORDER BY {agg_sql} DESC ranks them."
+        return SqlItem("group", _tidy(_suffix(q, where_q)), sql + ";", expl)
+    op = rng.choices([">", "<", ">=", "<="], weights=[0.6, 0.25, 0.1, 0.05])[0]
+    cmp = rng.choice(CMPS[op])
+    n = rng.randint(1, 12) if nkey is None else _n(rng, nkey) * (rng.choice([1, 3, 5, 10]) if agg == "SUM" else 1)
+    if mode < 0.45:  # "Which departments have more than 5 employees?": the groups that pass, by name
+        if agg == "COUNT":
+            hav = f"{cmp} {n} {entity}"
+        elif agg == "SUM" and col in SUM_VERBS and rng.random() < 0.5:
+            hav = ""
+            q = f"{rng.choice(['Which', 'What'])} {gs} {rng.choice(SUM_VERBS[col]).format(cmp=cmp, n=n)}?"
+        else:
+            hav = f"{'an' if metric[0] in 'aeiou' else 'a'} {metric} of {cmp} {n}"
+        if hav:
+            q = _pick(rng, WHICH_HAVING_FRAMES, split).format(gs=gs, hav=hav)
+        sql = f"SELECT {gcol} FROM {table}{where} GROUP BY {gcol} HAVING {agg_sql} {op} {n}"
+        expl = f"GROUP BY {gcol} makes one row per {g} and HAVING keeps the groups whose {agg_sql} passes."
+        return SqlItem("group", _tidy(_suffix(q, where_q)), sql + ";", expl)
+    q = _suffix(_pick(rng, GROUP_FRAMES, split).format(metric=metric, g=g, entity=entity), where_q)
+    sql = f"SELECT {gcol}, {agg_sql} FROM {table}{where} GROUP BY {gcol}"
     expl = f"GROUP BY {gcol} makes one row per {g} and {agg_sql} {what}."
     if rng.random() < 0.4:
-        n = rng.randint(1, 6) if nkey is None else _n(rng, nkey)
-        gt = rng.random() < 0.7
-        cmp = rng.choice(["more than", "above", "greater than", "over"] if gt else ["less than", "below", "under"])
         q += _pick(rng, HAVING_FRAMES, split).format(gs=gs, metric=metric, cmp=cmp, n=n)
-        sql += f" HAVING {agg_sql} {'>' if gt else '<'} {n}"
+        sql += f" HAVING {agg_sql} {op} {n}"
         expl = f"GROUP BY {gcol} makes one row per {g} and HAVING filters the groups on {agg_sql}."
-    return SqlItem("group", q, sql + ";", expl)
+    return SqlItem("group", _tidy(q), sql + ";", expl)
 
 
 TOPS = [  # (phrases, table, columns, order column, direction)
@@ -447,19 +424,32 @@ TOP_ONE_FRAMES = _frames(
 )
 
 
+def _top_where(rng: random.Random, table: str, desc: str, split: Split) -> tuple[str, str]:
+    """Sometimes one condition for a top-N question: "the 3 cheapest kitchen products", "the 4 biggest orders from 2024"."""
+    if rng.random() >= 0.35:
+        return desc, ""
+    c = compound(rng, table, split, n=1)
+    nouns = [e for e in ENTITY[table] if desc.endswith(" " + e)]
+    if c.pre and nouns and rng.random() < 0.5:
+        return desc[: -len(nouns[0])] + f"{c.pre} {nouns[0]}", f" WHERE {c.sql}"
+    return f"{desc} {c.np}", f" WHERE {c.sql}"
+
+
 def k_top(rng: random.Random, split: Split) -> SqlItem:
     if rng.random() < 0.25:
         one, i = rng.choice(TOP_ONE)
         _, table, cols, col, d = TOPS[i]
-        return SqlItem("top", _pick(rng, TOP_ONE_FRAMES, split).format(one=one),
-                       f"SELECT {cols} FROM {table} ORDER BY {col} {d} LIMIT 1;",
+        one, where = _top_where(rng, table, one, split)
+        return SqlItem("top", _tidy(_pick(rng, TOP_ONE_FRAMES, split).format(one=one)),
+                       f"SELECT {cols} FROM {table}{where} ORDER BY {col} {d} LIMIT 1;",
                        f"ORDER BY {col} {d} puts the {'highest' if d == 'DESC' else 'lowest'} {col} first "
                        "and LIMIT 1 keeps only that row.")
     phrases, table, cols, col, d = rng.choice(TOPS)
-    n = rng.randint(2, 10)
-    q = _pick(rng, TOP_FRAMES, split).format(n=n, desc=rng.choice(phrases))
+    n = rng.randint(2, 12)
+    desc, where = _top_where(rng, table, rng.choice(phrases), split)
+    q = _pick(rng, TOP_FRAMES, split).format(n=n, desc=desc)
     way = "highest" if d == "DESC" else "lowest"
-    return SqlItem("top", q, f"SELECT {cols} FROM {table} ORDER BY {col} {d} LIMIT {n};",
+    return SqlItem("top", _tidy(q), f"SELECT {cols} FROM {table}{where} ORDER BY {col} {d} LIMIT {n};",
                    f"ORDER BY {col} {d} puts the {way} {col} first and LIMIT {n} keeps the first {n} rows.")
 
 
@@ -588,13 +578,20 @@ def _j_top_spenders(s: dict[str, object], frame: str) -> tuple[str, str, str]:
 
 def k_join(rng: random.Random, split: Split) -> SqlItem:
     frames, fn = rng.choice(JOINS)
-    q, sql, expl = fn(_slots(rng), rng.choice(frames[split]))
+    q, sql, expl = fn(_slots(rng, split), rng.choice(frames[split]))
     return SqlItem("join", q, sql, expl)
 
 
-def _person(rng: random.Random) -> tuple[str, str]:
+def _person(rng: random.Random, real: object = True) -> tuple[str, str]:
+    """A name and e-mail: the demo data's lists (held-out), mostly made up (training)."""
+    if not real:
+        return V.person(rng)
     first, last = rng.choice(FIRST), rng.choice(LAST)
     return f"{first} {last}", f"{first.lower()}.{last.lower()}@{rng.choice(DOMAINS)}"
+
+
+def _product(rng: random.Random, real: object = True) -> str:
+    return f"{rng.choice(ADJ)} {rng.choice(NOUN)}" if real else V.product(rng)
 
 
 DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, object]], dict[str, object]], str, str]] = [
@@ -605,7 +602,7 @@ DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, ob
                           "New customer: {name}, {email}, {city}."],
                 "heldout": ["Register {name} from {city} as a customer, email {email}.",
                             "Please add {name} ({email}), who lives in {city}, as a customer."]},
-     lambda r, s: dict(zip(("name", "email"), _person(r))),
+     lambda r, s: dict(zip(("name", "email"), _person(r, s["real"]))),
      "INSERT INTO customers (name, email, city) VALUES ('{name}', '{email}', '{city}');",
      "INSERT adds one row with the given values; the id is assigned automatically."),
     ("insert", {"train": ["Add a product called {pname} in {cat} priced {price} with {stock} in stock.",
@@ -613,7 +610,7 @@ DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, ob
                           "Put {pname} in the catalog: {cat}, price {price}, stock {stock}.",
                           "New {cat} product {pname} at price {price} with {stock} in stock."],
                 "heldout": ["Put a new product {pname} into the {cat} category at price {price} with stock {stock}."]},
-     lambda r, s: {"pname": f"{r.choice(ADJ)} {r.choice(NOUN)}"},
+     lambda r, s: {"pname": _product(r, s["real"])},
      "INSERT INTO products (name, price, category, stock) VALUES ('{pname}', {price}, '{cat}', {stock});",
      "INSERT adds one product row with the given values."),
     ("insert", {"train": ["Add an employee {name} to {dept} with salary {salary}.",
@@ -622,7 +619,7 @@ DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, ob
                           "New employee {name}, department {dept}, salary {salary}."],
                 "heldout": ["Insert employee {name}, department {dept}, salary {salary}.",
                             "We hired {name} for {dept} at {salary}, add them."]},
-     lambda r, s: {"name": _person(r)[0]},
+     lambda r, s: {"name": _person(r, s["real"])[0]},
      "INSERT INTO employees (name, department, salary) VALUES ('{name}', '{dept}', {salary});",
      "INSERT adds one employee row with the given values."),
     ("update", {"train": ["Set the price of product {id} to {price}.", "Change product {id}'s price to {price}.",
@@ -693,7 +690,7 @@ def k_dml(rng: random.Random, split: Split) -> SqlItem:
         return SqlItem("index", q, f"CREATE INDEX idx_{table}_{col} ON {table} ({col});",
                        f"An index on {col} lets the database find matching rows without scanning the whole table.")
     kind, frames, extra, sql, expl = rng.choice(DML)
-    s = _slots(rng)
+    s = _slots(rng, split)
     s.update(extra(rng, s))
     return SqlItem(kind, _pick(rng, frames, split).format(**s), sql.format(**s), expl)
 
@@ -731,8 +728,8 @@ def k_concept(rng: random.Random, split: Split) -> SqlItem:
 
 
 KINDS: list[tuple[Callable[[random.Random, Split], SqlItem], float]] = [
-    (k_filter, 0.26), (k_aggregate, 0.16), (k_group, 0.14), (k_top, 0.1), (k_join, 0.16), (k_dml, 0.12),
-    (k_concept, 0.06)]
+    (k_filter, 0.19), (k_lookup, 0.09), (k_aggregate, 0.13), (k_group, 0.13), (k_top, 0.07), (k_sort, 0.03),
+    (k_join, 0.07), (k_join2, 0.12), (k_dml, 0.05), (k_change, 0.09), (k_concept, 0.03)]
 
 
 def _sloppy(rng: random.Random, q: str) -> str:
@@ -761,7 +758,10 @@ def sql_item(rng: random.Random, split: Split = "train") -> SqlItem:
     """One question of the sql persona with its answer (concept answers have no SQL)."""
     fn = rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
     item = fn(rng, split)
-    q = _sloppy(rng, item.question)
+    q = item.question
+    if item.kind != "explain" and rng.random() < 0.3:  # "the top five", "over seventy thousand", "order number twelve"
+        q = V.speak_numbers(rng, q, 0.7)
+    q = _sloppy(rng, q)
     if split == "train":
         q = _chatty(rng, q)
     return SqlItem(item.kind, q, item.sql, item.explanation)
