@@ -8,3 +8,4 @@ from weprompt_cli.cli import models  # noqa: F401,E402
 from weprompt_cli.cli import config_cmd  # noqa: F401,E402
 from weprompt_cli.cli import doctor  # noqa: F401,E402
 from weprompt_cli.cli import serve  # noqa: F401,E402
+from weprompt_cli.cli import cluster  # noqa: F401,E402  (cluster serve|config; Ray imported only when run)
