@@ -1,4 +1,4 @@
-"""User settings in `<home>/config.toml`: default model, strategy, persona and sampling.
+"""User settings in `<home>/config.toml`: default model, strategy, persona, database and sampling.
 
 The file holds only what the user set (plus `schema`); everything else takes the
 defaults below. Every value is validated on load and on `set`, so a typo is caught
@@ -39,6 +39,7 @@ class Config:
     default_model: str | None = None  # catalog name or path; None: the embedded demo model
     strategy: str = "auto"
     default_persona: str = "general"
+    db: str | None = None  # the database to connect (SQLite path, URL without password, or "demo"); None: none
     # Sampling: None means the engine's own default (weprompt_cli.engine.SamplingParams).
     temperature: float | None = None
     top_p: float | None = None
@@ -78,6 +79,20 @@ def _name(value: Any) -> str:
     return value
 
 
+# `scheme://user:secret@host`, or a password in the query: config.toml must not carry a database password.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@?#]*:[^/@?#]*@|[?&](password|passwd|sslpassword)=",
+                           re.IGNORECASE)
+
+
+def _db(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be an SQLite file, a database URL or demo")
+    if _URL_PASSWORD.search(value):
+        # `weprompt config list` prints every value: the password goes in $WEPROMPT_DB_PASSWORD.
+        raise ValueError("must not hold a password: leave it out of the URL and set $WEPROMPT_DB_PASSWORD")
+    return value.strip()
+
+
 def _model(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a catalog name or a path")
@@ -88,10 +103,16 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "default_model": _model,
     "strategy": _strategy,
     "default_persona": _name,
+    "db": _db,
     **{key: _setting(key) for key in SAMPLING_KEYS},
 }
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 assert set(KEYS) == set(VALIDATORS)
+
+
+def _shown(key: str, value: Any) -> str:
+    """A rejected value as an error message quotes it; a database URL is not repeated (it may hold a password)."""
+    return "the given URL" if key == "db" else repr(value)
 
 
 def _check_key(key: str) -> None:
@@ -122,7 +143,7 @@ def parse_value(key: str, text: str) -> Any:
     try:
         return VALIDATORS[key](raw)
     except ValueError as exc:
-        raise UsageError(f"invalid value for {key}: {text!r} {exc}") from None
+        raise UsageError(f"invalid value for {key}: {_shown(key, text)} {exc}") from None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -162,7 +183,7 @@ def load_config(home: Home) -> Config:
             values[key] = VALIDATORS[key](raw)
         except ValueError as exc:
             raise InvalidFileError(
-                f"bad value for {key}: {raw!r} {exc}", path=path, hint=f"weprompt config unset {key}"
+                f"bad value for {key}: {_shown(key, raw)} {exc}", path=path, hint=f"weprompt config unset {key}"
             )
     return replace(Config(), **values)
 

@@ -87,8 +87,8 @@ class SqlAdvisor:
         """Warnings about the schema the model is told: the cap, an empty database."""
         if self.schema.left_out:
             total = len(self.schema.tables) + len(self.schema.left_out)
-            return [f"the schema is large: the model sees {len(self.schema.tables)} of {total} tables "
-                    f"and only the names of the rest (/schema shows what it sees)"]
+            return [(f"the schema is large: the model sees {len(self.schema.tables)} of {total} tables "
+                     "and only the names of the rest (/schema shows what it sees)")]
         if not self.schema.tables:
             return ["the database has no tables yet"]
         return []

@@ -9,12 +9,14 @@ import typer
 
 from weprompt_cli.cli.app import app
 from weprompt_cli.cli.loading import load_engine_for_cli
-from weprompt_cli.errors import UsageError
+from weprompt_cli.errors import UsageError, WePromptError
 
 if TYPE_CHECKING:
     from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.chat.sql_advisor import SqlAdvisor
     from weprompt_cli.context import Context
     from weprompt_cli.render.output import Output
+    from weprompt_cli.store import Turn
 
 RECENT_TURNS = 3  # shown when a session is resumed
 RECENT_LINES = 6  # lines of each of those answers before the rest is folded
@@ -61,20 +63,54 @@ def _flags(**flags: Any) -> dict[str, Any]:
     return given
 
 
-def _run(session: ChatSession, ctx: Context, out: Output, message: str | None, overrides: dict[str, Any]) -> None:
-    """One non-interactive turn when there is a message, else the REPL."""
+def _run(
+    session: ChatSession,
+    ctx: Context,
+    out: Output,
+    message: str | None,
+    overrides: dict[str, Any],
+    advisor: SqlAdvisor | None = None,
+) -> None:
+    """One non-interactive turn (and its fix turns) when there is a message, else the REPL."""
     if message is None:
         from weprompt_cli.repl import run_repl
 
-        run_repl(session, out, ctx, overrides)
+        run_repl(session, out, ctx, overrides, advisor)
         return
+    from weprompt_cli.chat.sql_advisor import send_checked
     from weprompt_cli.interrupt import sigint_cancels
+    from weprompt_cli.repl.state import show_checks, show_fix
 
-    with sigint_cancels() as cancel:
-        reply = session.send(message, cancel=cancel, progress=out.prefill_progress())
-        out.stream_reply(reply)
-    if reply.turn is None or reply.turn.stop_reason == "interrupted":
+    last: list[Turn | None] = [None]
+
+    def send(text: str) -> Turn | None:
+        with sigint_cancels() as cancel:
+            reply = session.send(text, cancel=cancel, progress=out.prefill_progress())
+            out.stream_reply(reply)
+        show_checks(out, reply.turn)
+        last[0] = reply.turn
+        return reply.turn
+
+    send_checked(advisor, message, send, on_fix=lambda request, n: show_fix(out, request, n))
+    if last[0] is None or last[0].stop_reason == "interrupted":
         raise typer.Exit(130)
+
+
+def _open_db(ctx: Context, out: Output, spec: str | None, fix: int | None) -> SqlAdvisor | None:
+    """The database to check answers on (`spec`: from --db, the persona or the config), opened; None for none."""
+    from weprompt_cli.chat.sql_advisor import SqlAdvisor, check_fix
+
+    if fix is not None:
+        check_fix(fix)
+        if spec is None:
+            raise UsageError("--fix needs a database to check the answers on", hint="add --db PATH|URL|demo")
+    if spec is None:
+        return None
+    with out.status("connecting to the database"):
+        advisor = SqlAdvisor.open(spec, cache_dir=ctx.home.cache / "db", fix=fix)
+    for note in advisor.notes():
+        out.warn(f"warning: {note}")
+    return advisor
 
 
 def _output(verbose: bool) -> tuple[Context, Output]:
@@ -96,6 +132,11 @@ def chat(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    db: Optional[str] = typer.Option(
+        None, "--db", help="Database to check the SQL on: an SQLite file, a URL (postgresql://user@host/db; "
+        "password in the URL or $WEPROMPT_DB_PASSWORD), demo, or none."),
+    fix: Optional[int] = typer.Option(
+        None, "--fix", help="Fix turns after an answer's SQL fails its check (default 1 with a database; 0: none)."),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Send one message, print the answer, exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show model loading details."),
     no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
@@ -103,6 +144,7 @@ def chat(
     """Start a new chat session (REPL, or one turn with -m / a piped stdin)."""
     from weprompt_cli.chat.params import effective_params
     from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.chat.sql_advisor import db_spec
     from weprompt_cli.personas import DEFAULT_PERSONA, find_persona
     from weprompt_cli.store import SessionStore
     from weprompt_cli.store.names import validate_name
@@ -116,13 +158,27 @@ def chat(
         store.ensure_name_free(session_name)  # fail before the model loads
     overrides = _flags(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)
     params = effective_params(ctx.config, persona_obj, None, overrides)
-    engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
-    session = ChatSession.start(
-        engine, store, persona_obj, params, name=session_name, notify=out.warn, progress=out.prefill_progress()
-    )
-    with session:
-        out.info(f"session {session.name} ({session.id}) · persona {persona_obj.name}")
-        _run(session, ctx, out, message, overrides)
+    # The database opens before the model loads: a wrong URL or password fails fast.
+    advisor = _open_db(ctx, out, db_spec(db, persona_obj, ctx.config.db), fix)
+    try:
+        extra = None
+        if advisor is not None:
+            persona_obj = advisor.persona(persona_obj)  # {schema} filled: the prompt state is cached per schema
+            extra = advisor.session_extra(persona_obj)
+        engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
+        session = ChatSession.start(
+            engine, store, persona_obj, params, name=session_name, extra=extra, notify=out.warn,
+            progress=out.prefill_progress(),
+        )
+        with session:
+            where = f" · database {advisor.describe()}" if advisor is not None else ""
+            out.info(f"session {session.name} ({session.id}) · persona {persona_obj.name}{where}")
+            if advisor is not None:
+                advisor.attach(session)
+            _run(session, ctx, out, message, overrides, advisor)
+    finally:
+        if advisor is not None:
+            advisor.close()
 
 
 @app.command()
@@ -139,6 +195,11 @@ def resume(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    db: Optional[str] = typer.Option(
+        None, "--db", help="Database to check the SQL on (default: the session's; its password from "
+        "$WEPROMPT_DB_PASSWORD): an SQLite file, a URL, demo, or none."),
+    fix: Optional[int] = typer.Option(
+        None, "--fix", help="Fix turns after an answer's SQL fails its check (default 1 with a database; 0: none)."),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Send one message, print the answer, exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
@@ -158,6 +219,7 @@ def resume(
     store = SessionStore(ctx.home)
     meta = store.last() if last else store.resolve(ref or "")
     opened = store.open(meta.id)  # locks before the model loads: a busy session fails fast
+    advisor: SqlAdvisor | None = None
     try:
         try:
             persona_obj = find_persona(opened.meta.persona, home=ctx.home)
@@ -165,6 +227,9 @@ def resume(
             out.warn(f"warning: persona {opened.meta.persona} no longer exists; going on without its settings")
             persona_obj = None
         params = effective_params(ctx.config, None, opened.meta.sampling, overrides)
+        advisor = _reopen_db(ctx, out, opened.meta.extra, db, fix)
+        if advisor is not None and persona_obj is not None:
+            persona_obj = advisor.persona(persona_obj)  # what a --rebuild replays the prompt with
         model_arg = model or opened.meta.model.path or None
         engine = load_engine_for_cli(ctx, out, model_arg, strategy, graph=not no_graph)
         session = ChatSession.resume(
@@ -173,11 +238,65 @@ def resume(
         )
         if overrides:
             session.set_params(params)  # flags given at resume are the session's settings from now on
+        if advisor is not None:
+            _record_db(session, advisor, out)
     except BaseException:
         opened.close()
+        if advisor is not None:
+            advisor.close()
         raise
-    with session:
-        out.info(f"session {session.name} ({session.id}) · {len(session.turns)} turns")
-        if message is None:
-            out.show_recent_turns(session.turns, RECENT_TURNS, max_lines=RECENT_LINES)
-        _run(session, ctx, out, message, overrides)
+    try:
+        with session:
+            where = f" · database {advisor.describe()}" if advisor is not None else ""
+            out.info(f"session {session.name} ({session.id}) · {len(session.turns)} turns{where}")
+            if message is None:
+                out.show_recent_turns(session.turns, RECENT_TURNS, max_lines=RECENT_LINES)
+            if advisor is not None:
+                advisor.attach(session)
+            _run(session, ctx, out, message, overrides, advisor)
+    finally:
+        if advisor is not None:
+            advisor.close()
+
+
+def _reopen_db(ctx: Context, out: Output, extra: dict[str, Any], flag: str | None, fix: int | None) -> SqlAdvisor | None:
+    """At resume: the database of --db, else the one the session recorded (its password from the environment).
+
+    A recorded database that cannot be reopened is a warning, not a failure: the session goes on
+    without checks (and `/db` connects one); a database given with --db must open.
+    """
+    from weprompt_cli.chat.sql_advisor import NO_DB, check_fix, stored_target
+
+    if flag is not None:
+        spec = None if flag.strip().lower() in NO_DB else flag
+        return _open_db(ctx, out, spec, fix)
+    stored, _ = stored_target(extra)
+    if stored is None:
+        return _open_db(ctx, out, None, fix)
+    if fix is not None:
+        check_fix(fix)  # a bad flag is an error, not a database that could not be reopened
+    try:
+        return _open_db(ctx, out, stored, fix)
+    except WePromptError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        out.warn(f"warning: cannot reopen the session's database: {exc.one_line()}{hint}; "
+                 "going on without SQL checks (/db connects one)")
+        return None
+
+
+def _record_db(session: ChatSession, advisor: SqlAdvisor, out: Output) -> None:
+    """Record the database in the session (for the next resume) and warn when its schema is not the prompt's."""
+    from weprompt_cli.chat.sql_advisor import META_KEY, default_schema_hash, stored_target
+
+    meta = session.opened.meta
+    stored, prompt_hash = stored_target(meta.extra)
+    persona = session.persona
+    if persona is not None and persona.takes_schema:
+        if stored is None:  # made without a database: its prompt has the persona's default schema
+            prompt_hash = default_schema_hash(persona)
+        if prompt_hash != advisor.schema_hash(persona):
+            out.warn("warning: this session's prompt was made with another schema than the database's now; "
+                     "/reset starts a new session with the current one")
+    if stored != advisor.display:
+        entry = {"target": advisor.display, "schema": prompt_hash}
+        session.opened.update_meta(extra={**meta.extra, META_KEY: entry})

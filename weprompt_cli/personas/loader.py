@@ -16,7 +16,7 @@ from typing import Any
 from weprompt_cli.errors import InvalidFileError, NotFoundError, UnsafeError, UsageError
 from weprompt_cli.params import OVERRIDABLE_KEYS, check_setting
 from weprompt_cli.paths import Home, builtin_personas_dir
-from weprompt_cli.personas.model import Persona, PersonaSource
+from weprompt_cli.personas.model import NO_SCHEMA_TEXT, SCHEMA_PLACEHOLDER, Persona, PersonaSource, fill_schema
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,10 +32,12 @@ PERSONA_ALIASES: dict[str, str] = {"SQLAdvisor": "sql", "ProjectAdvisor": "proje
 NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 REQUIRED_KEYS = ("schema_version", "name", "title", "description", "system")
-OPTIONAL_KEYS = ("stop", "sampling", "examples")
+OPTIONAL_KEYS = ("stop", "sampling", "examples", "db", "schema")
 EXAMPLE_KEYS = ("user", "assistant")
 SAMPLING_KEYS = OVERRIDABLE_KEYS  # the same rules as config.toml, flags and /set (weprompt_cli.params)
-
+# `scheme://user:secret@host`, or a password in the query: a file must not carry a database password.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@?#]*:[^/@?#]*@|[?&](password|passwd|sslpassword)=",
+                           re.IGNORECASE)
 
 
 def validate_persona_name(name: str) -> str:
@@ -187,6 +189,15 @@ def load_persona_file(path: str | Path, *, source: PersonaSource | None = None) 
     stop = _stop_strings(check, data.get("stop", []))
     sampling = _sampling(check, data.get("sampling", {}))
     examples = _examples(check, data.get("examples", []))
+    db = _db(check, data["db"]) if "db" in data else None
+    schema = check.string(data["schema"], "'schema'", non_empty=True) if "schema" in data else None
+    template = system if SCHEMA_PLACEHOLDER in system else None
+    if schema is not None and template is None:
+        raise check.fail("field 'schema' is set but 'system' has no {schema} placeholder",
+                         hint="write {schema} where the system prompt names the tables, or remove 'schema'")
+    if template is not None:
+        # Until a database is connected, {schema} is the file's default (or says there is none).
+        system = fill_schema(template, schema if schema is not None else NO_SCHEMA_TEXT)
 
     if name != path.stem:
         raise check.fail(
@@ -208,7 +219,19 @@ def load_persona_file(path: str | Path, *, source: PersonaSource | None = None) 
         stop=stop,
         source=source if source is not None else _infer_source(path),
         path=path,
+        db=db,
+        template=template,
+        schema=schema,
     )
+
+
+def _db(check: _Checker, value: Any) -> str:
+    """The persona's database: a path, `demo` or a URL, never with a password in it."""
+    db = check.string(value, "'db'", non_empty=True)
+    if _URL_PASSWORD.search(db):
+        raise check.fail("field 'db' holds a password; a persona file must not",
+                         hint="remove it from the URL and set $WEPROMPT_DB_PASSWORD instead")
+    return db
 
 
 def _stop_strings(check: _Checker, value: Any) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +12,16 @@ PersonaSource = Literal["built-in", "user"]
 
 # Bump when the meaning of the hashed fields changes, so old cached states stop matching.
 CONTENT_HASH_VERSION = 1
+
+# Where a persona's system prompt takes the connected database's schema text.
+SCHEMA_PLACEHOLDER = "{schema}"
+# What `{schema}` stands for when no database is connected and the file names no default.
+NO_SCHEMA_TEXT = "no database is connected"
+
+
+def fill_schema(template: str, schema: str) -> str:
+    """`template` with every `{schema}` replaced by `schema` (no other braces are touched)."""
+    return template.replace(SCHEMA_PLACEHOLDER, schema)
 
 
 @dataclass(frozen=True)
@@ -28,12 +38,35 @@ class Persona:
     stop: tuple[str, ...] = ()
     source: PersonaSource = "user"
     path: Path = Path()
+    # The database the persona connects by default (a path, a URL without its password, or "demo").
+    db: str | None = None
+    # The system prompt as written, when it has a `{schema}` placeholder (None: it has none). `system`
+    # is this text with the placeholder filled: by `schema` until a database is connected.
+    template: str | None = None
+    schema: str | None = None  # the file's `schema`: what `{schema}` means without a database
+
+    @property
+    def takes_schema(self) -> bool:
+        """True when the system prompt has a `{schema}` placeholder."""
+        return self.template is not None
+
+    def with_schema(self, schema: str | None) -> Persona:
+        """A copy whose system prompt has `{schema}` filled with `schema` (None: the persona's default).
+
+        The cache key of the prompt state hashes the filled system text, so a persona filled
+        with another database's schema gets its own cached state, and the same schema the same one.
+        """
+        if self.template is None:
+            return self
+        text = schema if schema is not None else (self.schema or NO_SCHEMA_TEXT)
+        return replace(self, system=fill_schema(self.template, text))
 
     def content_hash(self) -> str:
         """The sha256 (hex) of the fields that shape the prompt state: system and examples.
 
         Title, description, sampling and stop strings do not change what is fed to the
-        model before the first turn, so editing them keeps a cached state valid.
+        model before the first turn, so editing them keeps a cached state valid. `system` is
+        the filled text: a database's schema in it is part of the hash.
         """
         canonical = json.dumps(
             {
@@ -51,9 +84,10 @@ class Persona:
 def persona_state_key(persona: Persona, *, model_fingerprint: str, chat_format: str) -> str:
     """The cache key (64 hex chars, safe as a file name) of `persona`'s prompt state.
 
-    The state after the persona prefix depends on the persona's content, the model's
-    weights and tokenizer (its fingerprint) and the chat format that renders the prefix
-    (World and Raven label turns differently); nothing else.
+    The state after the persona prefix depends on the persona's content (its system text,
+    with the connected database's schema filled in, and its examples), the model's weights
+    and tokenizer (its fingerprint) and the chat format that renders the prefix (World and
+    Raven label turns differently); nothing else.
     """
     canonical = json.dumps(
         {

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from weprompt_cli.errors import WePromptError
+from weprompt_cli.repl import db_commands
+from weprompt_cli.repl.state import CommandError
 
 if TYPE_CHECKING:
     from weprompt_cli.repl.state import Repl
 
-
-class CommandError(Exception):
-    """A slash command that cannot run as typed: the message says why."""
+__all__ = ["ALIASES", "COMMANDS", "Command", "CommandError", "QuitRepl", "run_command"]
 
 
 class QuitRepl(Exception):
@@ -187,6 +187,11 @@ COMMANDS: dict[str, Command] = {
         Command("info", "/info", "model, strategy, state size, turns, tokens", cmd_info),
         Command("history", "/history", "show every turn of this session", cmd_history),
         Command("export", "/export FILE", "write the transcript as Markdown", cmd_export),
+        Command("db", "/db [PATH|URL|demo|off]", "show, connect or drop the database the SQL is checked on",
+                db_commands.cmd_db),
+        Command("schema", "/schema", "the database schema the model sees", db_commands.cmd_schema),
+        Command("run", "/run [K] [--write]", "run SQL block K of the last answer (read-only unless --write)",
+                db_commands.cmd_run),
     ]
 }
 ALIASES = {"exit": "quit", "q": "quit", "?": "help"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from weprompt_cli.errors import DiskError
@@ -10,10 +11,13 @@ from weprompt_cli.repl.state import Repl
 
 if TYPE_CHECKING:
     from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.chat.sql_advisor import SqlAdvisor
     from weprompt_cli.context import Context
     from weprompt_cli.render.output import Output
 
 EXIT_HINT = "(Ctrl-C again or Ctrl-D to quit)"
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@?#\s:]*):[^/@?#\s]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|sslpassword))=[^&\s]*", re.IGNORECASE)
 
 
 def run_loop(repl: Repl) -> None:
@@ -92,7 +96,7 @@ def _make_prompt_session(repl: Repl) -> Any:
 
         def store_string(self, string: str) -> None:
             try:
-                super().store_string(string)
+                super().store_string(without_password(string))
             except OSError as exc:
                 if not self.warned:
                     self.warned = True
@@ -120,11 +124,25 @@ def _make_prompt_session(repl: Repl) -> Any:
     return prompt_session
 
 
-def run_repl(session: ChatSession, out: Output, ctx: Context, overrides: dict[str, Any] | None = None) -> None:
-    """Run the interactive chat on `session` until /quit, Ctrl-D or a double Ctrl-C."""
-    repl = Repl(session, out, ctx, overrides)
+def without_password(line: str) -> str:
+    """`line` with any `scheme://user:PASSWORD@` (a `/db URL` typed in) cut to `scheme://user@`, for the history file."""
+    line = _URL_PASSWORD.sub(r"\1@", line)
+    return _QUERY_PASSWORD.sub(r"\1=***", line)
+
+
+def run_repl(
+    session: ChatSession,
+    out: Output,
+    ctx: Context,
+    overrides: dict[str, Any] | None = None,
+    advisor: SqlAdvisor | None = None,
+) -> None:
+    """Run the interactive chat on `session` (with `advisor`'s database, if any) until /quit, Ctrl-D or a double Ctrl-C."""
+    repl = Repl(session, out, ctx, overrides, advisor)
     try:
         run_loop(repl)
     finally:
         if repl.session is not session:
             repl.session.close()
+        if repl.advisor is not None and repl.advisor is not advisor:
+            repl.advisor.close()  # connected with /db here; the caller closes its own
