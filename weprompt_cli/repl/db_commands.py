@@ -145,4 +145,7 @@ def cmd_run(repl: Repl, arg: str) -> None:
         result = repl.advisor.run(answer, number, write=write, confirm=repl.confirm)
     except WePromptError as exc:
         raise CommandError(_line(exc)) from None
+    except KeyboardInterrupt:
+        # Ctrl-C stops the query, not the REPL; its transaction was rolled back on the way out.
+        raise CommandError("stopped (Ctrl-C); nothing was changed") from None
     show_result(repl.out, result)
