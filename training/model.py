@@ -254,6 +254,16 @@ class RWKV7(nn.Module):
         self, idx: torch.Tensor, state: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """idx (B,T) token ids -> (logits (B,T,V), state after the last token)."""
+        x, new_state = self.features(idx, state)
+        return self.head(x), new_state  # (B,T,V)
+
+    def features(
+        self, idx: torch.Tensor, state: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """idx (B,T) -> (the normalised last hidden states (B,T,C) that the head reads, state after the last token).
+
+        Training applies the head to the positions it takes the loss on only: the vocabulary-sized
+        product is the largest single cost of a small model."""
         B, _ = idx.shape
         if state is None:
             state = self.zero_state(B, idx.device)
@@ -269,7 +279,7 @@ class RWKV7(nn.Module):
             h, ffn_prev = blk.ffn(blk.ln2(x), state[3 * i + 2])
             x = x + h
             new_state += [att_prev, wkv, ffn_prev]
-        return self.head(self.ln_out(x)), new_state  # (B,T,V)
+        return self.ln_out(x), new_state  # (B,T,C)
 
     def num_params(self) -> int:
         """Number of parameters."""

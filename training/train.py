@@ -179,9 +179,10 @@ def main(argv: list[str] | None = None) -> None:
             g["lr"] = lr_at(step)
         x, y, m, personas = collate(b, device)
         pstates = prefix_states(model, prefix_ids, device)
-        logits, _ = model(x, initial_state(model, personas, pstates, device))
-        loss_tok = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), reduction="none")
-        loss = (loss_tok * m.view(-1)).sum() / m.sum()
+        h, _ = model.features(x, initial_state(model, personas, pstates, device))  # (B,T,C)
+        sel = m.view(-1) > 0  # the assistant tokens: the only ones the loss is taken on
+        logits = model.head(h.reshape(-1, h.size(-1))[sel])  # (n,V)
+        loss = F.cross_entropy(logits, y.view(-1)[sel])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -115,10 +115,10 @@ def spoken(rng: random.Random, n: int) -> str:
     forms = []
     if n < 100 or (n < 1000 and n % 50 == 0) or (n >= 1000 and n % 1000 == 0):
         forms.append(number_words(n))
-    if n >= 1000:
+    if n >= 10000 or (n >= 1000 and n % 1000 == 0):  # "70,000", not "order 1,215"
         forms.append(f"{n:,}")
-        if n % 1000 == 0:
-            forms.append(f"{n // 1000}k")
+    if n >= 1000 and n % 1000 == 0:
+        forms.append(f"{n // 1000}k")
     return rng.choice(forms) if forms else str(n)
 
 
