@@ -40,6 +40,7 @@ class Config:
     strategy: str = "auto"
     default_persona: str = "general"
     db: str | None = None  # the database to connect (SQLite path, URL without password, or "demo"); None: none
+    think: str | None = None  # G1 models: off, on, bit or lot; None: off (fast answers)
     # Sampling: None means the engine's own default (weprompt_cli.engine.SamplingParams).
     temperature: float | None = None
     top_p: float | None = None
@@ -99,11 +100,18 @@ def _model(value: Any) -> str:
     return value.strip()
 
 
+def _think(value: Any) -> str:
+    if not isinstance(value, str) or value not in ("off", "on", "bit", "lot"):
+        raise ValueError("must be off, on, bit or lot")
+    return value
+
+
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "default_model": _model,
     "strategy": _strategy,
     "default_persona": _name,
     "db": _db,
+    "think": _think,
     **{key: _setting(key) for key in SAMPLING_KEYS},
 }
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))

@@ -30,6 +30,30 @@ def cache_path(cache_dir: Path, engine: Engine, fmt: ChatFormat, persona: Person
     return persona_state_path(cache_dir, key)
 
 
+def initial_state(engine: Engine, persona: Persona) -> Any:
+    """The state a persona starts from: zero, or its state-tuned state file (checked against the model)."""
+    if persona.state_file is None:
+        return engine.zero_state()
+    from weprompt_cli.errors import UsageError
+
+    if engine.backend != "rwkv":
+        raise UsageError(
+            f"persona {persona.name} starts from a state file, which WePrompt loads on the rwkv backend (.pth models)",
+            path=persona.state_file,
+            hint="chat with the model's .pth file, or use another persona",
+        )
+    from weprompt_cli.engine.state_file import load_state_file
+
+    info = engine.info
+    wkv = load_state_file(persona.state_file, n_layer=info.n_layer, n_head=info.n_head, head_size=info.head_size,
+                          arch=info.arch)
+    state = engine.zero_state()
+    for i, matrix in enumerate(wkv):  # per layer: [x_att, wkv, x_ffn]; the file holds the wkv matrices
+        slot = state[3 * i + 1]
+        state[3 * i + 1] = matrix.to(device=slot.device, dtype=slot.dtype).contiguous()
+    return state
+
+
 def persona_state(
     engine: Engine,
     fmt: ChatFormat,
@@ -40,7 +64,8 @@ def persona_state(
 ) -> tuple[Any, int, bool]:
     """The state after the persona prompt: (state, tokens in the prompt, came from cache).
 
-    The cache file is a session state file of turn 0 (same format, checks and checksum).
+    The cache file is a session state file of turn 0 (same format, checks and checksum). A
+    state-tuned persona's prompt is fed on top of its state file (and its key includes the file's hash).
     """
     from weprompt_cli.store.states import StateUnavailable, decode_state, encode_state, read_header
 
@@ -53,7 +78,7 @@ def persona_state(
         except (StateUnavailable, ValueError):
             pass  # a damaged or foreign cache entry is rebuilt below
     tokens = engine.tokenizer.encode(persona_prompt(fmt, persona))
-    state = engine.zero_state()
+    state = initial_state(engine, persona)
     if tokens:
         engine.feed(tokens, state, progress=progress)
     data = encode_state(

@@ -113,6 +113,26 @@ def _open_db(ctx: Context, out: Output, spec: str | None, fix: int | None) -> Sq
     return advisor
 
 
+def _think_flag(value: str | None) -> str | None:
+    """--think checked: off, on, bit or lot (UsageError otherwise)."""
+    if value is None:
+        return None
+    mode = value.strip().lower()
+    if mode not in ("off", "on", "bit", "lot"):
+        raise UsageError(f"invalid --think {value!r}: one of off, on, bit, lot")
+    return mode
+
+
+def _format_flag(value: str | None) -> str | None:
+    """--format checked: world, g1 or raven (UsageError otherwise)."""
+    if value is None:
+        return None
+    name = value.strip().lower()
+    if name not in ("world", "g1", "raven"):
+        raise UsageError(f"invalid --format {value!r}: one of world, g1, raven")
+    return name
+
+
 def _output(verbose: bool) -> tuple[Context, Output]:
     from weprompt_cli.context import Context
     from weprompt_cli.render.output import Output
@@ -125,8 +145,14 @@ def _output(verbose: bool) -> tuple[Context, Output]:
 def chat(
     persona: Optional[str] = typer.Option(None, "--persona", "-p", help="Persona name (default: general or the config's)."),
     session_name: Optional[str] = typer.Option(None, "--session", "-s", help="Name for the new session."),
-    model: Optional[str] = typer.Option(None, "--model", help="Catalog name or path of an RWKV .pth checkpoint."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="rwkv strategy, e.g. 'cpu fp32', 'cuda fp16', or auto."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Catalog name, or path of an RWKV .pth checkpoint or a .gguf file (llama.cpp)."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="auto; for .pth: 'cpu fp32', 'cuda fp16'...; for .gguf: cpu, cuda, metal, vulkan [*N]."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="Chat format: world, g1 or raven (default: the model's, from the catalog or file name)."),
+    think: Optional[str] = typer.Option(
+        None, "--think", help="G1 models: think before answering: off (default), on, bit or lot."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="0 = greedy."),
     top_p: Optional[float] = typer.Option(None, "--top-p"),
     top_k: Optional[int] = typer.Option(None, "--top-k"),
@@ -142,9 +168,10 @@ def chat(
     no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
 ) -> None:
     """Start a new chat session (REPL, or one turn with -m / a piped stdin)."""
-    from weprompt_cli.chat.params import effective_params
+    from weprompt_cli.chat.params import effective_params, family_defaults
     from weprompt_cli.chat.session import ChatSession
     from weprompt_cli.chat.sql_advisor import db_spec
+    from weprompt_cli.cli.loading import pick_format
     from weprompt_cli.personas import DEFAULT_PERSONA, find_persona
     from weprompt_cli.store import SessionStore
     from weprompt_cli.store.names import validate_name
@@ -157,7 +184,9 @@ def chat(
         validate_name(session_name)
         store.ensure_name_free(session_name)  # fail before the model loads
     overrides = _flags(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)
-    params = effective_params(ctx.config, persona_obj, None, overrides)
+    effective_params(ctx.config, persona_obj, None, overrides)  # a bad setting fails before the model loads
+    think_mode = _think_flag(think) or persona_obj.think or ctx.config.think
+    format_name = _format_flag(fmt)
     # The database opens before the model loads: a wrong URL or password fails fast.
     advisor = _open_db(ctx, out, db_spec(db, persona_obj, ctx.config.db), fix)
     try:
@@ -166,9 +195,15 @@ def chat(
             persona_obj = advisor.persona(persona_obj)  # {schema} filled: the prompt state is cached per schema
             extra = advisor.session_extra(persona_obj)
         engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
+        chat_format = pick_format(ctx, model, engine, format_name)
+        family = family_defaults(chat_format, state_file=persona_obj.state_file is not None)
+        params = effective_params(ctx.config, persona_obj, None, overrides, family=family)
+        if think_mode is not None and not chat_format.thinking and think is not None:
+            raise UsageError(f"--think needs a thinking format; this model chats in the {chat_format.name} format",
+                             hint="G1 models think; --format g1 if this is one")
         session = ChatSession.start(
-            engine, store, persona_obj, params, name=session_name, extra=extra, notify=out.warn,
-            progress=out.prefill_progress(),
+            engine, store, persona_obj, params, fmt=chat_format, name=session_name, extra=extra, think=think_mode,
+            notify=out.warn, progress=out.prefill_progress(),
         )
         with session:
             where = f" · database {advisor.describe()}" if advisor is not None else ""
@@ -187,6 +222,8 @@ def resume(
     last: bool = typer.Option(False, "--last", help="Resume the most recently used session."),
     model: Optional[str] = typer.Option(None, "--model", help="Use another model (needs --rebuild if it differs)."),
     strategy: Optional[str] = typer.Option(None, "--strategy"),
+    think: Optional[str] = typer.Option(
+        None, "--think", help="G1 models: off, on, bit or lot from now on (saved with the session)."),
     rebuild: bool = typer.Option(
         False, "--rebuild", help="Replay the transcript and rewrite every saved state (needed after a model change)."
     ),
@@ -238,6 +275,8 @@ def resume(
         )
         if overrides:
             session.set_params(params)  # flags given at resume are the session's settings from now on
+        if think is not None:
+            session.set_think(_think_flag(think) or "off")
         if advisor is not None:
             _record_db(session, advisor, out)
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from weprompt_cli.chat.formats import ChatFormat
     from weprompt_cli.context import Context
     from weprompt_cli.engine.base import Engine
     from weprompt_cli.render.output import Output
@@ -46,3 +47,16 @@ def load_engine_for_cli(
     if resolved.is_demo:
         out.dim(DEMO_NOTE)
     return engine
+
+
+def pick_format(ctx: Context, model: str | None, engine: Engine, name: str | None) -> ChatFormat:
+    """The chat format of a new session: --format, else the catalog entry's, else what the model file says."""
+    from weprompt_cli.chat.formats import chat_format_for, get_format
+    from weprompt_cli.models.catalog import load_catalog
+
+    if name is not None:
+        return get_format(name)
+    entry = load_catalog().find(model or ctx.config.default_model or "demo")
+    if entry is not None and entry.chat_format:
+        return get_format(entry.chat_format)
+    return chat_format_for(engine.info, engine.tokenizer)

@@ -159,7 +159,12 @@ def show(
     family = family_defaults(fmt)
     defaults = effective_params(None, None, None, None, family=family).to_dict()
     defaults.pop("seed", None)
-    data = {
+    files: list[dict[str, Any]] = [
+        {"format": "pth", "file": entry.file or entry.package_file, "size": entry.size_bytes,
+         "downloaded": entry.local_path(home).is_file()}
+    ] + [{"format": "gguf", "quant": v.quant, "file": v.file, "size": v.size_bytes,
+          "downloaded": v.local_path(home).is_file()} for v in entry.gguf]
+    data: dict[str, Any] = {
         "name": entry.name,
         "title": entry.title,
         "arch": entry.arch,
@@ -171,10 +176,7 @@ def show(
         "thinking": fmt.thinking,
         "decoding": defaults,
         "decoding_source": "the model family's published decoding" if family else "WePrompt's defaults",
-        "files": [{"format": "pth", "file": entry.file or entry.package_file, "size": entry.size_bytes,
-                   "downloaded": entry.local_path(home).is_file()}]
-        + [{"format": "gguf", "quant": v.quant, "file": v.file, "size": v.size_bytes,
-            "downloaded": v.local_path(home).is_file()} for v in entry.gguf],
+        "files": files,
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -185,7 +187,7 @@ def show(
     typer.echo(f"  chat format {fmt.name}" + (" (thinks: --think off|on|bit|lot, off by default)" if fmt.thinking else ""))
     typer.echo(f"  decoding ({data['decoding_source']}; config, persona, session and flags override it):")
     typer.echo("    " + " · ".join(f"{k} {v}" for k, v in defaults.items()))
-    for f in data["files"]:
+    for f in files:
         kind = f["format"] + (f" {f['quant']}" if f.get("quant") else "")
         typer.echo(f"  {kind:<12} {f['file']} ({_gb(f['size'])}){' · downloaded' if f['downloaded'] else ''}")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -65,6 +66,37 @@ def _builtin_names(home: Home) -> set[str]:
         if source == "built-in" and folder.is_dir():
             names.update(p.stem for p in folder.glob("*.toml"))
     return names
+
+
+def _install_state(home: Home, source: Path) -> str:
+    """Check a state file (read safely: no pickle code runs) and copy it to <home>/states/; its name there."""
+    import re
+    import shutil
+
+    from weprompt_cli.engine.state_file import read_state_file_shape
+    from weprompt_cli.errors import DiskError
+
+    source = source.expanduser()
+    read_state_file_shape(source)  # NotFoundError, UnsafeError, InvalidFileError: one line each
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", source.name).lstrip(".") or "state.pth"
+    target = home.root / "states" / name
+    if target.resolve() != source.resolve():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".tmp-{name}")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        except OSError as exc:
+            raise DiskError(f"cannot copy the state file: {exc.strerror or exc}", path=target) from None
+    return name
+
+
+def _say_state(home: Home, name: str) -> None:
+    from weprompt_cli.engine.state_file import read_state_file_shape
+
+    layers, heads, size = read_state_file_shape(home.root / "states" / name)
+    sys.stderr.write(f"  state: {name} ({layers} layers x {heads} heads x {size}), copied to {home.root / 'states'}\n"
+                     "  it only fits the base model it was tuned on (a .pth on the rwkv backend)\n")
 
 
 def _list(as_json: bool) -> None:
@@ -156,14 +188,19 @@ def show_command(
 def new_command(
     name: str = typer.Argument(..., help="Name of the new persona (letters, digits, '.', '_', '-')."),
     force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+    state: Optional[Path] = typer.Option(
+        None, "--state", help="A state-tuned initial state (RWKV-PEFT .pth or .safetensors) the persona starts from."),
 ) -> None:
-    """Write a commented template to <home>/personas/NAME.toml for you to edit."""
+    """Write a commented template to <home>/personas/NAME.toml for you to edit (--state: a state-tuned persona)."""
     home = Context.create().home
     replaces_builtin = name in _builtin_names(home)
-    path = write_persona_template(name, force=force, home=home)
+    state_name = _install_state(home, state) if state is not None else None
+    path = write_persona_template(name, force=force, home=home, state=state_name)
     # The template must stay valid as written; a failure here is a bug, reported as such.
     persona = load_persona_file(path)
     typer.echo(f"Wrote {path}")
+    if state_name is not None:
+        _say_state(home, state_name)
     if persona.source == "user" and replaces_builtin:
         _warn(f"the user persona '{name}' replaces the built-in one of that name")
     sys.stderr.write(f"  next: edit it, then 'weprompt chat --persona {name}'\n")

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from weprompt_cli.errors import NotFoundError
+from weprompt_cli.hashing import file_sha256
 
 CACHE_SCHEMA = 1
-_CHUNK = 4 * 1024 * 1024
 
 
 CACHE_FILE = "fingerprints.json"
@@ -31,14 +31,6 @@ def _read_cache(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA or not isinstance(data.get("entries"), dict):
         return {}  # unknown or damaged: start over (it is only a cache)
     return dict(data["entries"])
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shapes_digest(path: Path) -> str:

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from weprompt_cli.engine.fingerprint import file_sha256
+from weprompt_cli.hashing import file_sha256
 from weprompt_cli.errors import InvalidFileError, NotFoundError, UnsafeError
 
 if TYPE_CHECKING:
@@ -67,6 +67,12 @@ def load_state_file(path: str | Path, *, n_layer: int, n_head: int, head_size: i
             t = t.transpose(1, 2)
         out.append(t.contiguous().clone())  # clone: nothing stays tied to the file's storage
     return out
+
+
+def read_state_file_shape(path: str | Path) -> tuple[int, int, int]:
+    """(layers, heads, head size) a state file was tuned for, read safely (no model needed)."""
+    path = Path(path).expanduser()
+    return state_file_shape(_time_states(_read(path), path), path)
 
 
 def state_file_shape(layers: list[Any], path: Path | None = None) -> tuple[int, int, int]:

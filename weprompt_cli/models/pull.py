@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlparse
 
 from weprompt_cli.atomic import fsync_dir
-from weprompt_cli.engine.fingerprint import file_sha256
+from weprompt_cli.hashing import file_sha256
 from weprompt_cli.errors import DiskError, InvalidFileError, NetworkError, NotFoundError, UsageError
 from weprompt_cli.models.catalog import DEFAULT_QUANT, CatalogModel, GgufVariant, load_catalog, normalize_quant
 from weprompt_cli.paths import Home

@@ -32,7 +32,8 @@ PERSONA_ALIASES: dict[str, str] = {"SQLAdvisor": "sql", "ProjectAdvisor": "proje
 NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 REQUIRED_KEYS = ("schema_version", "name", "title", "description", "system")
-OPTIONAL_KEYS = ("stop", "sampling", "examples", "db", "schema")
+OPTIONAL_KEYS = ("stop", "sampling", "examples", "db", "schema", "think", "state")
+THINK_MODES = ("off", "on", "bit", "lot")
 EXAMPLE_KEYS = ("user", "assistant")
 SAMPLING_KEYS = OVERRIDABLE_KEYS  # the same rules as config.toml, flags and /set (weprompt_cli.params)
 # `scheme://user:secret@host`, or a password in the query: a file must not carry a database password.
@@ -190,6 +191,8 @@ def load_persona_file(path: str | Path, *, source: PersonaSource | None = None) 
     sampling = _sampling(check, data.get("sampling", {}))
     examples = _examples(check, data.get("examples", []))
     db = _db(check, data["db"]) if "db" in data else None
+    think = _think(check, data["think"]) if "think" in data else None
+    state_file, state_sha256 = _state(check, data["state"], path) if "state" in data else (None, None)
     schema = check.string(data["schema"], "'schema'", non_empty=True) if "schema" in data else None
     template = system if SCHEMA_PLACEHOLDER in system else None
     if schema is not None and template is None:
@@ -222,6 +225,39 @@ def load_persona_file(path: str | Path, *, source: PersonaSource | None = None) 
         db=db,
         template=template,
         schema=schema,
+        think=think,
+        state_file=state_file,
+        state_sha256=state_sha256,
+    )
+
+
+def _think(check: _Checker, value: Any) -> str:
+    mode = check.string(value, "'think'", non_empty=True)
+    if mode not in THINK_MODES:
+        raise check.fail(f"field 'think' must be one of {', '.join(THINK_MODES)} (got {mode!r})")
+    return mode
+
+
+def _state(check: _Checker, value: Any, path: Path) -> tuple[Path, str]:
+    """The persona's state file: relative to the persona file, else under `<home>/states/`; and its sha256.
+
+    The file is only found and hashed here; its tensors are read (safely) and checked against
+    the model when a chat starts, where the model is known.
+    """
+    from weprompt_cli.hashing import file_sha256
+
+    name = check.string(value, "'state'", non_empty=True)
+    target = Path(name).expanduser()
+    candidates = [target] if target.is_absolute() else [path.parent / target, path.parent.parent / "states" / target]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return candidate.resolve(), file_sha256(candidate)
+            except OSError as exc:
+                raise check.fail(f"cannot read the state file {candidate}: {exc.strerror or exc}") from None
+    raise check.fail(
+        f"state file {name!r} not found (looked in {', '.join(str(c.parent) for c in candidates)})",
+        hint="put the file beside the persona, or under <home>/states/",
     )
 
 

@@ -44,6 +44,11 @@ class Persona:
     # is this text with the placeholder filled: by `schema` until a database is connected.
     template: str | None = None
     schema: str | None = None  # the file's `schema`: what `{schema}` means without a database
+    # A G1 model's thinking mode for this persona ("off", "on", "bit", "lot"); None: the config's or off.
+    think: str | None = None
+    # A state-tuned initial state (RWKV-PEFT `time_state`, `.pth` or `.safetensors`) and its sha256.
+    state_file: Path | None = None
+    state_sha256: str | None = None
 
     @property
     def takes_schema(self) -> bool:
@@ -68,12 +73,15 @@ class Persona:
         model before the first turn, so editing them keeps a cached state valid. `system` is
         the filled text: a database's schema in it is part of the hash.
         """
+        content: dict[str, Any] = {
+            "v": CONTENT_HASH_VERSION,
+            "system": self.system,
+            "examples": [[user, assistant] for user, assistant in self.examples],
+        }
+        if self.state_sha256 is not None:
+            content["state"] = self.state_sha256  # the initial state the prompt is fed on top of
         canonical = json.dumps(
-            {
-                "v": CONTENT_HASH_VERSION,
-                "system": self.system,
-                "examples": [[user, assistant] for user, assistant in self.examples],
-            },
+            content,
             ensure_ascii=False,
             sort_keys=True,
             separators=(",", ":"),

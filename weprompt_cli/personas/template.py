@@ -48,15 +48,29 @@ stop = []
 '''
 
 
-def persona_template(name: str) -> str:
-    """The text of a new, valid, commented persona file called `name`."""
+def persona_template(name: str, *, state: str | None = None) -> str:
+    """The text of a new, valid, commented persona file called `name` (`state`: a state file's name)."""
     validate_persona_name(name)
     title = " ".join(part.capitalize() for part in name.replace("_", " ").replace("-", " ").split()) or name
     # The name is restricted to [A-Za-z0-9._-], so it needs no TOML escaping.
-    return _TEMPLATE.format(name=name, title=title.replace('"', ""), schema=SCHEMA_VERSION)
+    text = _TEMPLATE.format(name=name, title=title.replace('"', ""), schema=SCHEMA_VERSION)
+    if state is not None:
+        import json
+
+        # Top-level keys go before the first [table] header.
+        head, sep, tail = text.partition("\n[sampling]")
+        cut = head.rfind("\n# Sampling overrides")
+        before, after = (head[:cut], head[cut:]) if cut != -1 else (head, "")
+        text = before + (
+            "\n# A state-tuned initial state (RWKV-PEFT state tuning) for the base model it was tuned on: the\n"
+            "# chat starts from it, then the system prompt above (if any) is fed on top. Looked up beside this\n"
+            "# file, then under <home>/states/. Works with that model's .pth (the rwkv backend).\n"
+            f"state = {json.dumps(state)}\n"
+        ) + after + sep + tail
+    return text
 
 
-def write_persona_template(name: str, *, force: bool = False, home: Home) -> Path:
+def write_persona_template(name: str, *, force: bool = False, home: Home, state: str | None = None) -> Path:
     """Write `<home>/personas/NAME.toml` from the template and return its path.
 
     Raises `ConflictError` when the file exists, unless `force`.
@@ -69,5 +83,5 @@ def write_persona_template(name: str, *, force: bool = False, home: Home) -> Pat
             path=path,
             hint=f"edit it, or run 'weprompt personas new {name} --force' to replace it",
         )
-    atomic_write_text(path, persona_template(name))
+    atomic_write_text(path, persona_template(name, state=state))
     return path

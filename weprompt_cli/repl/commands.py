@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from weprompt_cli.errors import WePromptError
-from weprompt_cli.repl import db_commands
+from weprompt_cli.repl import db_commands, think_commands
 from weprompt_cli.repl.state import CommandError
 
 if TYPE_CHECKING:
@@ -192,6 +192,9 @@ COMMANDS: dict[str, Command] = {
         Command("schema", "/schema", "the database schema the model sees", db_commands.cmd_schema),
         Command("run", "/run [K] [--write]", "run SQL block K of the last answer (read-only unless --write)",
                 db_commands.cmd_run),
+        Command("think", "/think [off|on|bit|lot]", "G1 models: think before answering (saved with the session)",
+                think_commands.cmd_think),
+        Command("show-thoughts", "/show-thoughts", "the thought behind the last answer", think_commands.cmd_show_thoughts),
     ]
 }
 ALIASES = {"exit": "quit", "q": "quit", "?": "help"}
