@@ -1,17 +1,26 @@
-"""Throughput and latency of `weprompt serve`, and what the prefix cache saves (run by hand).
+"""Throughput and latency of `weprompt serve`: continuous batching against the serialized worker (run by hand).
 
-    python bench/server.py [--model PATH] [--requests 4] [--max-tokens 32] [--turns 20]
+    python bench/server.py                              # the demo model and a random 12x768 RWKV-7, CPU
+    python bench/server.py --models demo --clients 1,4,16 --requests 2 --max-tokens 32
+    python bench/server.py --model PATH                 # any checkpoint instead
+    python bench/server.py --prefix-cache               # also: one growing conversation, cache on/off
 
-1. Latency p50/p95 and requests/s with 1, 4 and 16 concurrent clients, on both
-   endpoints: /generate-response (each client its own discussion, a stored session per
-   client, one turn per request) and /v1/chat/completions (stateless, one question).
-2. Time to first token of turn 1 and turn --turns of one conversation sent the OpenAI
-   way (the whole history every time, as chat clients do), with the prefix cache and
-   without it (`--cache-entries 0`), each on its own server.
+1. For each model, two servers side by side: `--max-batch 1` (the serialized FIFO worker,
+   one request at a time) and `--max-batch N` (continuous batching). With 1, 4 and 16
+   concurrent clients, each sending `--requests` streamed requests back to back: half
+   turns of a stored session (`session` + persona, checkpointed like /generate-response),
+   half stateless OpenAI requests. Each row runs `--rounds` times, the two servers
+   alternated (other work on a shared machine drifts), and the run with the best tok/s
+   is shown: p50/p95 time to first token (first content chunk; also p95 without each
+   client's first request, which all arrive in one burst) and total time, completion
+   tokens, aggregate decode tok/s (completion tokens / wall time), requests/s and tokens
+   per batched step; then the ratios the batching goals are stated in.
+2. With --prefix-cache: time to first token of turn 1 and turn --turns of one conversation
+   sent the OpenAI way (the whole history every time), with the prefix cache and without.
 
-The model is the embedded demo model when this install ships it, else a tiny random
-RWKV-7 from tests/checkpoints.py (the table says which). Every server runs as a real
-`weprompt serve --port 0` subprocess on 127.0.0.1 with a temporary home.
+Every server is a real `weprompt serve --port 0` subprocess on 127.0.0.1 with a temporary
+home, `--threads` torch threads (OMP_NUM_THREADS; 1 by default: the 2 cores are shared).
+The output also goes to bench/results/server-cpu.txt (or --out).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT)]
 
 import httpx
 
@@ -44,11 +53,25 @@ USER_TURN = (
 )
 
 
+class Report:
+    """Prints each line and appends it to the results file at once."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.file = path.open("w", encoding="utf-8")
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
 class Server:
     """`weprompt serve --port 0` in a subprocess; `url` once it is listening."""
 
-    def __init__(self, home: Path, model: Path, *extra: str) -> None:
-        env = dict(os.environ, WEPROMPT_HOME=str(home))
+    def __init__(self, home: Path, model: Path, *extra: str, threads: int = 1) -> None:
+        env = dict(os.environ, WEPROMPT_HOME=str(home), OMP_NUM_THREADS=str(threads), WEPROMPT_THREADS=str(threads))
         env.pop("WEPROMPT_API_KEY", None)
         cmd = [sys.executable, "-m", "weprompt_cli", "serve", "--port", "0", "--model", str(model),
                "--strategy", "cpu fp32", *extra]
@@ -67,27 +90,27 @@ class Server:
         threading.Thread(target=lambda: [None for _ in self.proc.stderr or ()], daemon=True).start()
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health").json()  # type: ignore[no-any-return]
+        return httpx.get(f"{self.url}/health", timeout=60).json()  # type: ignore[no-any-return]
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(30)
+        self.proc.wait(60)
 
 
-def pick_model(arg: str | None, work: Path) -> tuple[Path, str]:
-    if arg:
-        return Path(arg), Path(arg).name
-    try:
-        from weprompt_cli.models.resolve import demo_model_path
+def pick_models(arg_model: str | None, names: str, work: Path) -> list[tuple[str, Path]]:
+    if arg_model:
+        return [(Path(arg_model).name, Path(arg_model))]
+    from batch_cpu import random_model
 
-        path = demo_model_path()
-        return path, f"demo model ({path.name})"
-    except Exception:  # noqa: BLE001 - no demo model in this install
-        from checkpoints import build_checkpoint
+    from weprompt_cli.demo import DEMO_MODEL_PATH, demo_available
 
-        # The demo model's shape (4 x 128), random weights, the tests' 400-token tokenizer.
-        path = build_checkpoint("v7", work / "tiny-v7.pth", n_layer=4, n_embd=128)
-        return path, "random RWKV-7 of the demo's shape (4 x 128, 400-token vocabulary): no demo model shipped yet"
+    models = []
+    for name in names.split(","):
+        if name == "demo" and demo_available():
+            models.append(("demo model (4 x 128)", DEMO_MODEL_PATH))
+        elif name == "12x768":
+            models.append(("random RWKV-7 12 x 768 (World vocabulary)", random_model(12, 768)))
+    return models
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,39 +119,121 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def load_test(srv: Server, endpoint: str, clients: int, per_client: int, max_tokens: int, tag: str) -> dict[str, Any]:
-    """`clients` threads, each sending `per_client` requests back to back."""
+def streamed(http: httpx.Client, body: dict[str, Any]) -> tuple[float, float, int]:
+    """(time to first content, total time, completion tokens) of one streamed chat completion."""
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    t = time.perf_counter()
+    first: float | None = None
+    raw: list[bytes] = []
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            raw.append(chunk)
+            if first is None and re.search(rb'"content":"[^"]', chunk):
+                first = time.perf_counter() - t
+    total = time.perf_counter() - t
+    usage = next(e["usage"] for e in sse.parse(b"".join(raw)) if e.get("usage"))
+    return (first if first is not None else total), total, int(usage["completion_tokens"])
 
-    def one_client(c: int) -> list[float]:
-        times = []
-        with httpx.Client(base_url=srv.url, timeout=600) as http:
+
+def load_test(srv: Server, clients: int, per_client: int, max_tokens: int, tag: str) -> dict[str, Any]:
+    """`clients` threads, each sending `per_client` streamed requests back to back (sessions and stateless)."""
+
+    def one_client(c: int) -> list[tuple[float, float, int, int]]:
+        rows = []
+        with httpx.Client(base_url=srv.url, timeout=1800) as http:
             for r in range(per_client):
-                if endpoint == "generate-response":
-                    body: dict[str, Any] = {"user_message": f"{QUESTION} ({r})", "user_id": f"bench-{tag}",
-                                            "discussion_id": f"c{clients}-{c}", "prompt_file": "SQLAdvisor"}
-                    path = "/generate-response"
-                else:
-                    body = {"messages": [{"role": "user", "content": QUESTION}]}
-                    path = "/v1/chat/completions"
+                if (c + r) % 2 == 0:  # a stored session's next turn
+                    body: dict[str, Any] = {"messages": [{"role": "user", "content": f"{QUESTION} (client {c}.{r})"}],
+                                            "session": f"bench-{tag}-{clients}-{c}", "persona": "sql"}
+                else:  # a stateless request
+                    body = {"messages": [{"role": "user", "content": f"Question {c}.{r}: {QUESTION}"}]}
                 body.update(temperature=0, max_tokens=max_tokens)
-                t = time.perf_counter()
-                response = http.post(path, json=body)
-                times.append(time.perf_counter() - t)
-                response.raise_for_status()
-        return times
+                rows.append((*streamed(http, body), r))
+        return rows
 
+    before = srv.health()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        latencies = [x for xs in pool.map(one_client, range(clients)) for x in xs]
+        rows = [x for xs in pool.map(one_client, range(clients)) for x in xs]
     wall = time.perf_counter() - t0
+    after = srv.health()
+    ttft, total, tokens = [r[0] for r in rows], [r[1] for r in rows], sum(r[2] for r in rows)
+    steady = [r[0] for r in rows if r[3] > 0] or ttft  # each client's first request arrives in one burst
+    steps = after.get("batching", {}).get("steps", 0) - before.get("batching", {}).get("steps", 0)
     return {
-        "endpoint": endpoint,
         "clients": clients,
-        "requests": len(latencies),
-        "p50": percentile(latencies, 0.5),
-        "p95": percentile(latencies, 0.95),
-        "rps": len(latencies) / wall,
+        "requests": len(rows),
+        "ttft_p50": percentile(ttft, 0.5),
+        "ttft_p95": percentile(ttft, 0.95),
+        "ttft_p95_steady": percentile(steady, 0.95),
+        "total_p50": percentile(total, 0.5),
+        "total_p95": percentile(total, 0.95),
+        "tokens": tokens,
+        "tok_s": tokens / wall,
+        "rps": len(rows) / wall,
+        "mean_batch": (after["stats"]["tokens_generated"] - before["stats"]["tokens_generated"]) / steps if steps else 1.0,
     }
+
+
+def run_model(out: Report, model: Path, work: Path, args: argparse.Namespace) -> dict[int, list[dict[str, Any]]]:
+    """Both servers side by side; per client count, `--rounds` alternated runs of each; the best of each kept."""
+    servers: dict[int, Server] = {}
+    summaries: dict[int, str] = {}
+    best: dict[int, list[dict[str, Any]]] = {1: [], args.max_batch: []}
+    try:
+        for max_batch in best:
+            home = work / f"home-{model.stem}-b{max_batch}"
+            home.mkdir(parents=True)
+            servers[max_batch] = Server(home, model, "--max-batch", str(max_batch), "--prefill-budget",
+                                        str(args.prefill_budget), threads=args.threads)
+            # Warm-up: TorchScript's first forwards (one and several streams), the persona state on disk.
+            load_test(servers[max_batch], 1, 2, 4, "warmup")
+            load_test(servers[max_batch], 4, 1, 4, "warmup")
+        for clients in (int(c) for c in args.clients.split(",")):
+            runs: dict[int, list[dict[str, Any]]] = {m: [] for m in best}
+            for round_ in range(args.rounds):
+                order = list(best) if round_ % 2 == 0 else list(best)[::-1]  # alternated: the load drifts
+                for max_batch in order:
+                    runs[max_batch].append(load_test(servers[max_batch], clients, args.requests, args.max_tokens,
+                                                     f"r{round_}"))
+            for max_batch in best:
+                best[max_batch].append(max(runs[max_batch], key=lambda r: r["tok_s"]))
+        summaries = {m: srv.health()["batching"]["summary"] for m, srv in servers.items()}
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    for max_batch, rows in best.items():
+        out(f"\n--max-batch {max_batch}: batching {summaries.get(max_batch, '?')}\n")
+        out("| clients | requests | TTFT p50 (s) | TTFT p95 (s) | TTFT p95 after the first request (s) "
+            "| total p50 (s) | total p95 (s) | completion tokens | tok/s | requests/s | tokens per step |")
+        out("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            out(f"| {r['clients']} | {r['requests']} | {r['ttft_p50']:.3f} | {r['ttft_p95']:.3f} "
+                f"| {r['ttft_p95_steady']:.3f} | {r['total_p50']:.3f} | {r['total_p95']:.3f} | {r['tokens']} "
+                f"| {r['tok_s']:.1f} | {r['rps']:.2f} | {r['mean_batch']:.2f} |")
+    return best
+
+
+def compare(out: Report, name: str, serial: list[dict[str, Any]], batched: list[dict[str, Any]], goal: float) -> None:
+    first, last = batched[0], batched[-1]
+    out(f"\n{name}:")
+    for s, b in zip(serial, batched):
+        out(f"  {b['clients']:2d} clients: batched/serialized tok/s x{b['tok_s'] / s['tok_s']:.2f}, "
+            f"TTFT p95 {s['ttft_p95']:.3f} s -> {b['ttft_p95']:.3f} s, total p95 {s['total_p95']:.3f} s -> "
+            f"{b['total_p95']:.3f} s")
+    scale = last["tok_s"] / first["tok_s"]
+    ttft = last["ttft_p95"] / first["ttft_p95"]
+    steady = last["ttft_p95_steady"] / first["ttft_p95_steady"]
+    out(f"  goal: {last['clients']}-client aggregate tok/s >= {goal:g}x the 1-client figure: x{scale:.2f} "
+        f"({'met' if scale >= goal else 'missed'}; against the serialized 1-client figure: "
+        f"x{last['tok_s'] / serial[0]['tok_s']:.2f}; serialized alone: x{serial[-1]['tok_s'] / serial[0]['tok_s']:.2f})")
+    out(f"  goal: {last['clients']}-client TTFT p95 <= 3x the 1-client p95: x{ttft:.2f} "
+        f"({'met' if ttft <= 3 else 'missed'}; after each client's first request: x{steady:.2f}; "
+        f"serialized: x{serial[-1]['ttft_p95'] / serial[0]['ttft_p95']:.2f})")
+
+
+# ---------------------------------------------------------------------------- the prefix cache
 
 
 def ttft_conversation(srv: Server, turns: int, max_tokens: int) -> list[dict[str, Any]]:
@@ -148,75 +253,78 @@ def ttft_conversation(srv: Server, turns: int, max_tokens: int) -> list[dict[str
                 response.raise_for_status()
                 for chunk in response.iter_bytes():
                     raw += chunk
-                    if first is None and b'"content":"' in chunk and re.search(rb'"content":"[^"]', chunk):
+                    if first is None and re.search(rb'"content":"[^"]', chunk):
                         first = time.perf_counter() - t
             total = time.perf_counter() - t
             events = sse.parse(raw)
             text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
             usage = next(e["usage"] for e in events if e.get("usage"))
-            rows.append({
-                "turn": i,
-                "ttft": first if first is not None else total,
-                "total": total,
-                "prompt_tokens": usage["prompt_tokens"],
-                "cached": usage["prompt_tokens_details"]["cached_tokens"],
-                "fed": srv.health()["stats"]["tokens_fed"] - fed_before,
-            })
+            rows.append({"turn": i, "ttft": first if first is not None else total, "total": total,
+                         "prompt_tokens": usage["prompt_tokens"], "cached": usage["prompt_tokens_details"]["cached_tokens"],
+                         "fed": srv.health()["stats"]["tokens_fed"] - fed_before})
             messages.append({"role": "assistant", "content": text})
     return rows
 
 
+def prefix_cache(out: Report, model: Path, work: Path, args: argparse.Namespace) -> None:
+    results = {}
+    for name, extra in (("on", ()), ("off", ("--cache-entries", "0"))):
+        home = work / f"home-cache-{name}"
+        home.mkdir()
+        srv = Server(home, model, *extra, threads=args.threads)
+        try:
+            load_test(srv, 1, 1, 4, "warmup")
+            results[name] = ttft_conversation(srv, args.turns, args.max_tokens)
+        finally:
+            srv.stop()
+    out(f"\nOne conversation sent the OpenAI way (whole history each time), max_tokens={args.max_tokens}\n")
+    out("| prefix cache | turn | prompt tokens | tokens fed | time to first token (s) | whole reply (s) |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, rows in results.items():
+        for row in (rows[0], rows[-1]):
+            out(f"| {name} | {row['turn']} | {row['prompt_tokens']} | {row['fed']} | {row['ttft']:.3f} "
+                f"| {row['total']:.3f} |")
+    on = statistics.median(r["ttft"] for r in results["on"][-3:])
+    off = statistics.median(r["ttft"] for r in results["off"][-3:])
+    out(f"\nmedian TTFT of the last 3 turns: {on:.3f} s with the cache, {off:.3f} s without")
+
+
+GOALS = {"demo": 10.0, "12x768": 6.0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="checkpoint to serve (default: the demo model, else a tiny random one)")
-    ap.add_argument("--requests", type=int, default=4, help="requests per client")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--turns", type=int, default=20)
+    ap.add_argument("--model", help="one checkpoint to serve instead of --models")
+    ap.add_argument("--models", default="demo,12x768", help="demo and/or 12x768 (a random RWKV-7, World vocabulary)")
     ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--requests", type=int, default=3, help="requests per client")
+    ap.add_argument("--rounds", type=int, default=2, help="alternated runs of each server per client count (best kept)")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch")
+    ap.add_argument("--prefill-budget", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each server")
+    ap.add_argument("--prefix-cache", action="store_true", help="also time one growing conversation, cache on/off")
+    ap.add_argument("--turns", type=int, default=20)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "server-cpu.txt"))
     args = ap.parse_args()
 
+    out = Report(Path(args.out))
     work = Path(tempfile.mkdtemp(prefix="weprompt-bench-server-"))
-    model, label = pick_model(args.model, work)
-    print(f"model: {label}\nCPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}\n")
-
-    (work / "home-cache").mkdir()
-    srv = Server(work / "home-cache", model)
-    try:
-        # Warm-up: TorchScript's first forward, the persona state on disk.
-        load_test(srv, "generate-response", 1, 1, 4, "warmup")
-        load_test(srv, "chat/completions", 1, 1, 4, "warmup")
-        results = []
-        for clients in (int(c) for c in args.clients.split(",")):
-            for endpoint in ("generate-response", "chat/completions"):
-                results.append(load_test(srv, endpoint, clients, args.requests, args.max_tokens, "run"))
-        print(f"Latency, {args.requests} requests per client, max_tokens={args.max_tokens}, greedy\n")
-        print("| endpoint | clients | requests | p50 (s) | p95 (s) | requests/s |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for r in results:
-            print(f"| {r['endpoint']} | {r['clients']} | {r['requests']} | {r['p50']:.3f} | {r['p95']:.3f} "
-                  f"| {r['rps']:.2f} |")
-        with_cache = ttft_conversation(srv, args.turns, args.max_tokens)
-    finally:
-        srv.stop()
-
-    (work / "home-nocache").mkdir()
-    srv = Server(work / "home-nocache", model, "--cache-entries", "0")
-    try:
-        load_test(srv, "chat/completions", 1, 1, 4, "warmup")
-        without = ttft_conversation(srv, args.turns, args.max_tokens)
-    finally:
-        srv.stop()
-
-    print(f"\nOne conversation sent the OpenAI way (whole history each time), max_tokens={args.max_tokens}\n")
-    print("| prefix cache | turn | prompt tokens | tokens fed | time to first token (s) | whole reply (s) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, rows in (("on", with_cache), ("off", without)):
-        for row in (rows[0], rows[-1]):
-            print(f"| {name} | {row['turn']} | {row['prompt_tokens']} | {row['fed']} | {row['ttft']:.3f} "
-                  f"| {row['total']:.3f} |")
-    ttft_on = statistics.median(r["ttft"] for r in with_cache[-3:])
-    ttft_off = statistics.median(r["ttft"] for r in without[-3:])
-    print(f"\nmedian TTFT of the last 3 turns: {ttft_on:.3f} s with the cache, {ttft_off:.3f} s without")
+    out(f"# bench/server.py: {os.cpu_count()} CPUs, {args.threads} torch thread(s) per server")
+    out("# command: python " + " ".join(["bench/server.py", *sys.argv[1:]]))
+    out(f"# {args.requests} streamed requests per client (sessions and stateless alternating), "
+        f"max_tokens={args.max_tokens}, greedy; prefill budget {args.prefill_budget}; "
+        f"{args.rounds} alternated rounds per row, the best tok/s kept")
+    for name, path in pick_models(args.model, args.models, work):
+        out(f"\n## {name} ({path.name}); load average at start: {os.getloadavg()[0]:.2f}")
+        best = run_model(out, path, work, args)
+        serial, batched = best[1], best[args.max_batch]
+        goal = GOALS["demo"] if "demo" in name else GOALS["12x768"] if "12 x 768" in name else 6.0
+        compare(out, name, serial, batched, goal)
+        out(f"load average at end: {os.getloadavg()[0]:.2f}")
+        if args.prefix_cache:
+            prefix_cache(out, path, work, args)
+    out(f"\nwritten to {out.path}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 
@@ -24,6 +25,13 @@ def serve(
     cache_mb: int = typer.Option(256, "--cache-mb", help="Prefix state cache: most memory for states, in MiB."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show model loading details."),
     no_graph: bool = typer.Option(False, "--no-graph", help="Decode without CUDA graphs (debugging)."),
+    max_batch: int = typer.Option(
+        16, "--max-batch", help="Requests answered at once, advanced together one token per step (1: one at a time)."
+    ),
+    max_queue: int = typer.Option(64, "--max-queue", help="Requests that may wait; past this: 503 with Retry-After."),
+    prefill_budget: int = typer.Option(
+        128, "--prefill-budget", help="Prompt tokens fed between two decode steps (keeps running answers steady)."
+    ),
 ) -> None:
     """Serve the model over HTTP: /generate-response, /v1/chat/completions, /v1/models, /health."""
     # fastapi and uvicorn are imported here and in weprompt_cli.server only, never at CLI import.
@@ -39,6 +47,8 @@ def serve(
         raise UsageError(f"invalid --port {port}: use 0 to 65535")
     if max_tokens < 1 or cache_entries < 0 or cache_mb < 0:
         raise UsageError("--max-tokens-cap must be at least 1, and the cache bounds 0 or more")
+    if not 1 <= max_batch <= 254 or max_queue < 0 or prefill_budget < 1:
+        raise UsageError("--max-batch must be 1 to 254, --max-queue 0 or more, --prefill-budget at least 1")
     try:
         from weprompt_cli.server.app import create_app
         from weprompt_cli.server.backend import Backend
@@ -50,18 +60,36 @@ def serve(
             hint="pip install 'weprompt[server]'",
         ) from None
 
-    limits = Limits(max_tokens_cap=max_tokens, default_max_tokens=min(Limits().default_max_tokens, max_tokens))
-    settings = ServerSettings(
-        host=host, port=port, api_key=key, limits=limits,
-        cache=CacheBounds(max_entries=cache_entries, max_bytes=cache_mb * 1024 * 1024),
-    )
+    limits = Limits(max_tokens_cap=max_tokens, default_max_tokens=min(Limits().default_max_tokens, max_tokens),
+                    max_queue=max_queue)
     ctx = Context.create(verbose=verbose)
     out = Output.for_context(ctx)
     config = ctx.config
     sock = bind_socket(host, port)  # a taken port fails before the model loads
     try:
         engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
+        engine, workers, note = _batched(engine, max_batch, prefill_budget)
+        if verbose:
+            out.info(f"batching: {'on, up to ' + str(workers) + ' streams' if workers > 1 else 'off (' + note + ')'}")
+        settings = ServerSettings(
+            host=host, port=port, api_key=key, limits=limits,
+            cache=CacheBounds(max_entries=cache_entries, max_bytes=cache_mb * 1024 * 1024),
+            max_batch=workers, batching_note=note,
+        )
         backend = Backend(engine, SessionStore(ctx.home), config, settings)
         run_server(create_app(backend, settings), sock, on_ready=announce)
     finally:
         sock.close()
+
+
+def _batched(engine: Any, max_batch: int, prefill_budget: int) -> tuple[Any, int, str]:
+    """(the engine to serve, requests at once, why batching is off): a `BatchedEngine` when the model batches."""
+    from weprompt_cli.engine.batched import BatchedEngine, batching_support
+    from weprompt_cli.server.settings import SERIAL_NOTE
+
+    if max_batch <= 1:
+        return engine, 1, SERIAL_NOTE
+    ok, why = batching_support(engine)
+    if not ok:
+        return engine, 1, why
+    return BatchedEngine(engine, max_batch=max_batch, prefill_budget=prefill_budget), max_batch, ""

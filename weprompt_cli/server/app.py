@@ -1,8 +1,10 @@
 """The FastAPI application: routes, API key, body limit, and streaming.
 
-Every route that touches the model submits a job to the FIFO worker and waits for it
+Every route that touches the model submits a job to the worker pool (one thread per
+request in flight, `--max-batch` of them; one with `--max-batch 1`) and waits for it
 while watching the connection: a client that goes away cancels its job (the engine
-checks the flag between tokens; a job still waiting never starts).
+checks the flag between tokens, so only that stream stops; a job still waiting never
+starts). Past `max_queue` waiting jobs a request gets 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from weprompt_cli.server import sse
 from weprompt_cli.server.errors import APIError, from_weprompt_error, install_handlers
 from weprompt_cli.server.schemas import ChatCompletionRequest, GenerateRequest
 from weprompt_cli.server.settings import ServerSettings
-from weprompt_cli.server.worker import FifoWorker, Job, JobCancelled, QueueFull
+from weprompt_cli.server.worker import Job, JobCancelled, QueueFull, WorkerPool
 
 if TYPE_CHECKING:
     from weprompt_cli.server.backend import Answer, Backend
@@ -148,7 +150,7 @@ def key_problem(headers: dict[str, str], api_key: str | None) -> str | None:
 
 def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
     """The API on `backend` (one loaded model, one store)."""
-    worker = FifoWorker(max_queue=settings.limits.max_queue)
+    worker = WorkerPool(workers=max(1, settings.max_batch), max_queue=settings.limits.max_queue)
     limits = settings.limits
     started = int(time.time())
 
@@ -174,9 +176,16 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
 
     def submit(fn: Callable[[Job], Any], label: str) -> Job:
         try:
-            return worker.submit(fn, label)
+            return worker.submit(fn, label, key=getattr(fn, "session_name", None))
         except QueueFull as exc:
-            raise APIError(503, f"the server is busy: {exc}; try again shortly") from None
+            wait = worker.retry_after()
+            raise APIError(503, f"the server is busy: {exc}; try again in {wait} s", retry_after=wait) from None
+
+    def batching() -> dict[str, Any]:
+        report = getattr(backend, "batching", None)
+        if callable(report):
+            return report()  # type: ignore[no-any-return]
+        return {"enabled": False, "summary": f"off ({settings.batching_note})"}
 
     # ------------------------------------------------------------------ routes
     @app.get("/health")
@@ -185,7 +194,15 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
             "status": "ok",
             "model": backend.model_id,
             "uptime_s": int(time.time()) - started,
-            "queue": {"waiting": worker.waiting, "busy": worker.busy, "completed": worker.completed},
+            "queue": {
+                "waiting": worker.waiting,
+                "running": worker.running,
+                "busy": worker.busy,
+                "workers": worker.workers,
+                "max_queue": worker.max_queue,
+                "completed": worker.completed,
+            },
+            "batching": batching(),
             "stats": backend.stats(),
         }
 
@@ -218,10 +235,10 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             # Wait for the first piece (or the end) before sending the status line, so a
             # failure before the answer starts (a busy session, say) is a real 4xx.
-            pieces = job.stream()
-            first = await _first_piece(job, pieces, request)
+            bunches = job.bunches()
+            first = await _first_piece(job, bunches, request)
             return StreamingResponse(
-                _stream_chunks(job, pieces, first, request, cid, created, backend.model_id, include_usage),
+                _stream_chunks(job, bunches, first, request, cid, created, backend.model_id, include_usage),
                 media_type=sse.MEDIA_TYPE,
                 headers=sse.HEADERS,
             )
@@ -284,11 +301,11 @@ async def _run_watched(job: Job, request: Request) -> Answer:
         job.cancel()  # a no-op once finished; stops the model if this request was cancelled
 
 
-async def _first_piece(job: Job, pieces: AsyncIterator[str], request: Request) -> str | None:
-    """The first text piece, or None when the job ended without one; errors raise as JSON."""
+async def _first_piece(job: Job, bunches: AsyncIterator[list[str]], request: Request) -> list[str] | None:
+    """The first text pieces, or None when the job ended without one; errors raise as JSON."""
     watcher = asyncio.ensure_future(_watch(job, request))
     try:
-        return await pieces.__anext__()
+        return await bunches.__anext__()
     except StopAsyncIteration:
         return None
     except Exception as exc:
@@ -306,10 +323,21 @@ def _delta(piece: str) -> dict[str, Any]:
     return {"reasoning_content": str(piece)} if isinstance(piece, Reasoning) else {"content": piece}
 
 
+def _grouped(pieces: list[str]) -> list[str]:
+    """Runs of pieces of one kind (answer text, or the thought's `Reasoning`) joined: one delta each."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and type(out[-1]) is type(piece):
+            out[-1] = type(piece)(out[-1] + piece)
+        else:
+            out.append(piece)
+    return out
+
+
 async def _stream_chunks(
     job: Job,
-    pieces: AsyncIterator[str],
-    first: str | None,
+    bunches: AsyncIterator[list[str]],
+    first: list[str] | None,
     request: Request,
     cid: str,
     created: int,
@@ -334,9 +362,10 @@ async def _stream_chunks(
         yield chunk({"role": "assistant", "content": ""}, None)
         try:
             if first is not None:
-                yield chunk(_delta(first), None)
-                async for piece in pieces:
-                    yield chunk(_delta(piece), None)
+                # The pieces that arrived together go out together (one write; one delta per kind).
+                yield b"".join(chunk(_delta(piece), None) for piece in _grouped(first))
+                async for bunch in bunches:
+                    yield b"".join(chunk(_delta(piece), None) for piece in _grouped(bunch))
         except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band
             try:
                 _raise_for(exc)

@@ -10,11 +10,16 @@ after the longest already-seen prefix, the earlier messages not yet seen are fed
 the final user message is answered by the same `TurnStream` as every other turn.
 Nothing is stored.
 
-Everything here runs on the single worker thread (see worker.py), never concurrently.
+Everything here runs on a worker thread (see worker.py): one at a time with `--max-batch 1`;
+otherwise many requests at once on a `BatchedEngine` (engine/batched.py), never two of the
+same session. The shared pieces (the prefix cache, the counters) take their own locks; a
+turn's checkpoint is written on its request's thread, off the batched engine's decode loop,
+before the request's last chunk goes out.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,8 +106,11 @@ class Backend:
         self.store = store
         self.config = config
         self.limits = settings.limits
+        self.max_batch = settings.max_batch
+        self.batching_note = settings.batching_note
         self.requests = 0
         self.cancelled = 0
+        self._count_lock = threading.Lock()  # requests run on several threads at once
         self.cache: PrefixCache[Any] = PrefixCache(
             max_entries=settings.cache.max_entries,
             max_bytes=settings.cache.max_bytes,
@@ -123,6 +131,22 @@ class Backend:
             "cancelled": self.cancelled,
             "prefix_cache": self.cache.stats().to_dict(),
         }
+
+    def batching(self) -> dict[str, Any]:
+        """What `/health` says about batching: on (with occupancy, queues, tokens/s) or off and why."""
+        stats = getattr(self.engine, "stats", None)
+        if not callable(stats):
+            return {"enabled": False, "summary": f"off ({self.batching_note})"}
+        figures = stats()
+        summary = f"on (up to {figures['max_batch']} streams per step; {figures['forward']})"
+        return {"enabled": True, "summary": summary, **figures}
+
+    def _count(self, cancelled: bool = False) -> None:
+        with self._count_lock:
+            if cancelled:
+                self.cancelled += 1
+            else:
+                self.requests += 1
 
     # ------------------------------------------------------------- settings
     def _params(self, persona: Persona | None, stored: dict[str, Any] | None, overrides: dict[str, Any]) -> SamplingParams:
@@ -202,7 +226,7 @@ class Backend:
         from weprompt_cli.chat.session import ChatSession
         from weprompt_cli.personas import find_persona
 
-        self.requests += 1
+        self._count()
         meta = self._find(name)
         if meta is None:
             params = self._params(persona, None, overrides)
@@ -227,10 +251,10 @@ class Backend:
                 job.emit(piece)
             turn = stream.turn
         if turn is None:  # cancelled during the prefill: nothing was recorded
-            self.cancelled += 1
+            self._count(cancelled=True)
             raise JobCancelled("the client went away before the answer started")
         if turn.stop_reason == "interrupted":
-            self.cancelled += 1
+            self._count(cancelled=True)
         return Answer(turn, prompt_tokens=history + len(turn.prompt_tokens), cached_tokens=history,
                       session_name=session.name)
 
@@ -263,7 +287,7 @@ class Backend:
         from weprompt_cli.chat.persona_state import persona_prompt, persona_state
 
         engine, fmt = self.engine, self.fmt
-        self.requests += 1
+        self._count()
         prefix = persona_prompt(fmt, persona) if persona is not None else ""
         segments = render_messages(fmt, messages, prefix, think=think)
         ids = [engine.encode(s.text) if s.text else [] for s in segments]
@@ -289,7 +313,7 @@ class Backend:
                 continue
             engine.feed(ids[i], state, cancel=job.cancelled)
             if job.cancelled():
-                self.cancelled += 1
+                self._count(cancelled=True)
                 raise JobCancelled("the client went away during the prefill")
             if segments[i].kind in (PREFIX, ASSISTANT):
                 self.cache.put(keys[i], state, ends[i])  # a turn boundary later requests start from
@@ -317,10 +341,10 @@ class Backend:
         for piece in stream:
             job.emit(piece)
         if stream.turn is None:
-            self.cancelled += 1
+            self._count(cancelled=True)
             raise JobCancelled("the client went away during the prefill")
         if stream.turn.stop_reason == "interrupted":
-            self.cancelled += 1
+            self._count(cancelled=True)
         return Answer(stream.turn, prompt_tokens=ends[-1], cached_tokens=cached)
 
     def _remember_reply(

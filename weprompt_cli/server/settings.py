@@ -1,4 +1,4 @@
-"""What `weprompt serve` configures: where to listen, the API key, limits and cache bounds."""
+"""What `weprompt serve` configures: where to listen, the API key, limits, cache bounds, batching."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Limits:
     max_messages: int = 1_000
     max_tokens_cap: int = 2048  # a request's max_tokens is clamped to this
     default_max_tokens: int = 512  # when neither the request nor the persona/config says
-    max_queue: int = 64  # waiting jobs; beyond this a request gets 503
+    max_queue: int = 64  # waiting jobs; beyond this a request gets 503 with Retry-After
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,25 @@ class CacheBounds:
         return self.max_entries > 0 and self.max_bytes > 0
 
 
+DEFAULT_MAX_BATCH = 16
+SERIAL_NOTE = "--max-batch 1: one request at a time"
+
+
 @dataclass(frozen=True)
 class ServerSettings:
-    """Everything the app needs besides the model: address, key, limits, cache bounds."""
+    """Everything the app needs besides the model: address, key, limits, cache bounds, batching.
+
+    `max_batch` is how many requests run at once (worker threads; the batched engine's
+    streams); 1 is the serialized worker. `batching_note` says why batching is off, if it is.
+    """
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     api_key: str | None = None
     limits: Limits = field(default_factory=Limits)
     cache: CacheBounds = field(default_factory=CacheBounds)
+    max_batch: int = 1
+    batching_note: str = SERIAL_NOTE
 
 
 def is_loopback(host: str) -> bool:
