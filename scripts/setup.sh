@@ -5,8 +5,9 @@
 #   scripts/setup.sh            the chat (the embedded demo model needs nothing else)
 #   scripts/setup.sh --server   + the HTTP API (`weprompt serve`)
 #   scripts/setup.sh --gguf     + the llama.cpp backend for GGUF models (builds llama.cpp once: 5-10 min)
+#   scripts/setup.sh --cluster  + Ray Serve, for many replicas (`weprompt cluster serve`)
 #   scripts/setup.sh --dev      everything the test suite needs: test tools, the HTTP API, the GGUF
-#                               backend, the PostgreSQL driver, and (as root, with apt) a PostgreSQL server
+#                               backend, Ray, the PostgreSQL driver, and (as root, with apt) a PostgreSQL server
 #
 #   WEPROMPT_TORCH="torch==2.13.0"     the torch requirement to install (default below)
 #   WEPROMPT_TORCH_INDEX=URL           a package index for torch, e.g. PyTorch's CPU or CUDA index
@@ -19,10 +20,11 @@ gguf=0
 postgres_server=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras+=(dev server gguf); gguf=1; postgres_server=1 ;;
+    --dev) extras+=(dev server gguf cluster); gguf=1; postgres_server=1 ;;
     --server) extras+=(server) ;;
     --gguf) extras+=(gguf); gguf=1 ;;
-    *) echo "usage: scripts/setup.sh [--server] [--gguf] [--dev]" >&2; exit 2 ;;
+    --cluster) extras+=(server cluster) ;;
+    *) echo "usage: scripts/setup.sh [--server] [--gguf] [--cluster] [--dev]" >&2; exit 2 ;;
   esac
 done
 

@@ -26,6 +26,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "repl": {"cli", "server"},
     "server": {"cli", "repl", "render"},
     "models": {"chat", "cli", "repl", "server", "render", "store"},
+    "cluster": {"cli", "repl", "render"},
     "hardware": {"chat", "cli", "repl", "server", "render", "store", "engine", "personas"},
     "params": {"*"},
     "errors": {"*"},

@@ -212,7 +212,7 @@ def test_other_hosts_lease_blocks_until_it_expires_then_the_stale_holder_writes_
         os.kill(proc.pid, signal.SIGCONT)
         # The old holder learns it lost the session before writing anything.
         assert _say(proc, "held") == "lost"
-        assert _say(proc, "append") == "refused ValueError"
+        assert _say(proc, "append") == "refused LockedError"  # a 409 over HTTP, naming the new holder
         verdict = _say(proc, "verify")
         assert verdict.startswith("refused session demo was taken over by pid") and "after this process's lease" in verdict
         add_turns(taken, 1)

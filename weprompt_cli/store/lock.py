@@ -418,8 +418,19 @@ class FileLock:
         `wait=True` blocks until free instead (used for the short store-wide lock).
         """
         fd = cls._flock(path, label=label, wait=wait)
+        record: LeaseRecord | None
         try:
             record = cls._take_lease(path, label=label, wait=wait, flocked=fd is not None)
+        except DiskError as exc:
+            cause = exc.__cause__
+            if fd is None or not (isinstance(cause, OSError) and cause.errno == errno.ENOSPC):
+                if fd is not None:
+                    os.close(fd)
+                raise
+            # A full disk: the flock alone guards this host (nobody can write a lease anywhere on this
+            # disk now), so removing an empty session or reading one still works.
+            log.warning("no lease record for %s: the disk is full; the local lock alone holds it", label)
+            record = None
         except BaseException:
             if fd is not None:
                 os.close(fd)

@@ -288,8 +288,10 @@ class OpenSession:
     # -- internals ------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if not self._lock.held:
+        """Before a write: the session is open here and still ours (LockedError if another host took it over)."""
+        if not self._lock.held and not getattr(self._lock, "_active", False):
             raise ValueError(f"session {self._meta.label} is closed")
+        self._lock.verify()
 
     def _check_turn(self, turn: int) -> None:
         if not isinstance(turn, int) or not 0 <= turn <= len(self._turns):
