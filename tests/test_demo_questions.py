@@ -13,7 +13,9 @@ questions are scored by `check_reply` below: the rules are written here, in the 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -154,3 +156,24 @@ def test_shipped_model_meets_the_hand_written_bar() -> None:
         hit, total = rep.scores[key]
         assert hit >= need, (key, hit, total, misses[key])
     assert rep.turn_end / rep.turn_total >= TURN_END_MIN, (rep.turn_end, rep.turn_total)
+
+
+@pytest.mark.slow
+def test_weprompt_chat_gives_the_answers_that_were_scored(tmp_path: Path) -> None:
+    """The scores come from `training.demo_run` (the training corpus's prefix, greedy); `weprompt chat -m` with the
+    app's own prefix ({schema} filled for the demo database) must give the same answers, word for word."""
+    from training.evaluate import ask
+    from weprompt_cli.demo import DEMO_MODEL_PATH
+
+    qs = load_questions()
+    picks = [("sql", qs["sql"][i]["question"]) for i in (0, 22, 45, 70)]
+    picks += [("sql", qs["sql_chat"][1]["question"]), ("project", qs["project"][1]["question"]),
+              ("project", qs["project"][17]["question"]), ("general", qs["general"][4]["question"])]
+    expected = ask(DEMO_MODEL_PATH, [{"persona": p, "question": q} for p, q in picks])["results"]
+    env = {**os.environ, "WEPROMPT_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    for (persona, question), want in zip(picks, expected):
+        proc = subprocess.run([sys.executable, "-m", "weprompt_cli", "chat", "--persona", persona, "--model", "demo",
+                               "-t", "0", "-m", question], capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == want["text"].strip(), (persona, question)

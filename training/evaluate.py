@@ -143,3 +143,24 @@ def evaluate_hand_written(model: Path, max_tokens: int = 200) -> HandReport:
     return HandReport(scores=scores, by_kind=by_kind, turn_end=sum(r["ended"] for r in res), turn_total=len(res),
                       gen_tokens=sum(r["tokens"] for r in res), gen_seconds=sum(r["seconds"] for r in res),
                       misses=misses)
+
+
+FROZEN_V1 = ROOT / "tests" / "data" / "demo_heldout_v1.json"  # the previous generator's 600 held-out questions
+
+
+def evaluate_frozen(model: Path, n: int = 200, max_tokens: int = 200, path: Path = FROZEN_V1) -> Report:
+    """The first n questions of a frozen held-out set (the shipped model before issue 21: 185 of the first 200)."""
+    qs = json.loads(path.read_text(encoding="utf-8"))["questions"][:n]
+    res = ask(model, [{"persona": "sql", "question": x["question"]} for x in qs], max_tokens)["results"]
+    matches = [execution_match(extract_sql(r["text"]), x["sql"]) for x, r in zip(qs, res)]
+    by_kind: dict[str, tuple[int, int]] = {}
+    for x, ok in zip(qs, matches):
+        hit, total = by_kind.get(x["kind"], (0, 0))
+        by_kind[x["kind"]] = (hit + ok, total + 1)
+    nf = sum(x["kind"] == "fixed" for x in qs)
+    return Report(fixed_match=sum(m for x, m in zip(qs, matches) if x["kind"] == "fixed"), fixed_total=nf,
+                  heldout_match=sum(matches), heldout_total=len(qs), turn_end=sum(r["ended"] for r in res),
+                  turn_total=len(res), gen_tokens=sum(r["tokens"] for r in res),
+                  gen_seconds=sum(r["seconds"] for r in res),
+                  failures=[{"question": x["question"], "reference": x["sql"], "answer": r["text"]}
+                            for x, r, ok in zip(qs, res, matches) if not ok], by_kind=by_kind)
