@@ -147,7 +147,8 @@ def test_a_gguf_session_survives_kill_9_and_resumes_without_replay(ggufs: dict[s
         again = chat.send(QUESTIONS[2]).text()
         assert again == third  # undo went back to exactly the state before
         fork = chat.fork("g-fork")
-    assert cli(home, "resume", fork, "-m", QUESTIONS[0]).returncode == 0
+    # (the killed resume saved its --max-tokens with the session, and the fork has it too: set it back)
+    assert cli(home, "resume", fork, "--max-tokens", "12", "-m", QUESTIONS[0]).returncode == 0
     assert [t["user"] for t in stored(home, "g-fork")] == [*QUESTIONS, QUESTIONS[0]]
     listing = cli(home, "list-sessions", "--json")
     assert {m["name"]: m["model"]["path"].endswith(".gguf") for m in json.loads(listing.stdout)} == {
