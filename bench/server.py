@@ -7,7 +7,8 @@
 
 1. For each model, two servers side by side: `--max-batch 1` (the serialized FIFO worker,
    one request at a time) and `--max-batch N` (continuous batching). With 1, 4 and 16
-   concurrent clients, each sending `--requests` streamed requests back to back: half
+   concurrent clients, each sending `--requests` streamed requests back to back (at least
+   `--min-requests` in all, so the 1-client row is not 3 requests): half
    turns of a stored session (`session` + persona, checkpointed like /generate-response),
    half stateless OpenAI requests. Each row runs `--rounds` times, the two servers
    alternated (other work on a shared machine drifts), and the run with the best tok/s
@@ -15,7 +16,9 @@
    client's first request, which all arrive in one burst) and total time, completion
    tokens, aggregate decode tok/s (completion tokens / wall time), requests/s and tokens
    per batched step; then the ratios the batching goals are stated in.
-2. With --prefix-cache: time to first token of turn 1 and turn --turns of one conversation
+2. The executor alone: the same turns through a `BatchedEngine` in the bench's own process
+   (no HTTP, no sessions), to tell the executor's scaling from the web server's costs.
+3. With --prefix-cache: time to first token of turn 1 and turn --turns of one conversation
    sent the OpenAI way (the whole history every time), with the prefix cache and without.
 
 Every server is a real `weprompt serve --port 0` subprocess on 127.0.0.1 with a temporary
@@ -194,8 +197,9 @@ def run_model(out: Report, model: Path, work: Path, args: argparse.Namespace) ->
             runs: dict[int, list[dict[str, Any]]] = {m: [] for m in best}
             for round_ in range(args.rounds):
                 order = list(best) if round_ % 2 == 0 else list(best)[::-1]  # alternated: the load drifts
+                per_client = max(args.requests, -(-args.min_requests // clients))  # enough requests per row
                 for max_batch in order:
-                    runs[max_batch].append(load_test(servers[max_batch], clients, args.requests, args.max_tokens,
+                    runs[max_batch].append(load_test(servers[max_batch], clients, per_client, args.max_tokens,
                                                      f"r{round_}"))
             for max_batch in best:
                 best[max_batch].append(max(runs[max_batch], key=lambda r: r["tok_s"]))
@@ -231,6 +235,63 @@ def compare(out: Report, name: str, serial: list[dict[str, Any]], batched: list[
     out(f"  goal: {last['clients']}-client TTFT p95 <= 3x the 1-client p95: x{ttft:.2f} "
         f"({'met' if ttft <= 3 else 'missed'}; after each client's first request: x{steady:.2f}; "
         f"serialized: x{serial[-1]['ttft_p95'] / serial[0]['ttft_p95']:.2f})")
+
+
+# ---------------------------------------------------------------------------- the executor alone
+
+
+def engine_rows(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The same turns through a `BatchedEngine` in this process, no HTTP: how far the executor itself scales."""
+    import torch
+
+    from weprompt_cli.engine import Sampler, SamplingParams
+    from weprompt_cli.engine.batched import BatchedEngine, run_concurrently
+    from weprompt_cli.engine.rwkv_engine import load_rwkv_engine
+
+    torch.set_num_threads(args.threads)
+    plain = load_rwkv_engine(path, "cpu fp32")
+    batched = BatchedEngine(plain, max_batch=args.max_batch, prefill_budget=args.prefill_budget)
+    prompt = "User: " + QUESTION + " (client {c}.{r})\n\nAssistant:"
+
+    def turns(engine: Any, clients: int, per_client: int) -> dict[str, Any]:
+        def client(c: int) -> list[tuple[float, int]]:
+            rows = []
+            for r in range(per_client):
+                t = time.perf_counter()
+                state = engine.zero_state()
+                logits = engine.feed(engine.encode(prompt.format(c=c, r=r)), state)
+                generation = engine.generate(logits, state, Sampler(SamplingParams(temperature=0)), stop=(),
+                                             max_tokens=args.max_tokens)
+                first = None
+                for _ in generation:
+                    first = first if first is not None else time.perf_counter() - t
+                rows.append((first if first is not None else time.perf_counter() - t, len(generation.result.tokens)))
+            return rows
+
+        t0 = time.perf_counter()
+        rows = [x for xs in run_concurrently([lambda c=c: client(c) for c in range(clients)]) for x in xs]
+        wall = time.perf_counter() - t0
+        return {"clients": clients, "ttft_p95": percentile([r[0] for r in rows], 0.95),
+                "tok_s": sum(r[1] for r in rows) / wall}
+
+    try:
+        turns(plain, 1, 2), turns(batched, 4, 1)  # warm-up
+        out = [{**turns(plain, 1, args.min_requests), "clients": "1, plain engine"}]
+        for clients in (int(c) for c in args.clients.split(",")):
+            per_client = max(args.requests, -(-args.min_requests // clients))
+            out.append(max((turns(batched, clients, per_client) for _ in range(args.rounds)), key=lambda r: r["tok_s"]))
+        return out
+    finally:
+        batched.stop()
+
+
+def report_engine(out: Report, rows: list[dict[str, Any]]) -> None:
+    out("\nThe executor alone (BatchedEngine in one process, the same prompts and max_tokens, no HTTP):\n")
+    out("| clients | TTFT p95 (s) | tok/s | x the 1-client figure |")
+    out("| --- | ---: | ---: | ---: |")
+    one = rows[1]["tok_s"]
+    for r in rows:
+        out(f"| {r['clients']} | {r['ttft_p95']:.3f} | {r['tok_s']:.1f} | x{r['tok_s'] / one:.2f} |")
 
 
 # ---------------------------------------------------------------------------- the prefix cache
@@ -298,11 +359,13 @@ def main() -> None:
     ap.add_argument("--models", default="demo,12x768", help="demo and/or 12x768 (a random RWKV-7, World vocabulary)")
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--requests", type=int, default=3, help="requests per client")
+    ap.add_argument("--min-requests", type=int, default=12, help="at least this many requests per row (1 client: 12)")
     ap.add_argument("--rounds", type=int, default=2, help="alternated runs of each server per client count (best kept)")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch")
     ap.add_argument("--prefill-budget", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each server")
+    ap.add_argument("--no-engine", dest="engine", action="store_false", help="skip the executor-alone table")
     ap.add_argument("--prefix-cache", action="store_true", help="also time one growing conversation, cache on/off")
     ap.add_argument("--turns", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "server-cpu.txt"))
@@ -312,7 +375,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="weprompt-bench-server-"))
     out(f"# bench/server.py: {os.cpu_count()} CPUs, {args.threads} torch thread(s) per server")
     out("# command: python " + " ".join(["bench/server.py", *sys.argv[1:]]))
-    out(f"# {args.requests} streamed requests per client (sessions and stateless alternating), "
+    out(f"# {args.requests} streamed requests per client, at least {args.min_requests} per row "
+        "(sessions and stateless alternating), "
         f"max_tokens={args.max_tokens}, greedy; prefill budget {args.prefill_budget}; "
         f"{args.rounds} alternated rounds per row, the best tok/s kept")
     for name, path in pick_models(args.model, args.models, work):
@@ -321,6 +385,8 @@ def main() -> None:
         serial, batched = best[1], best[args.max_batch]
         goal = GOALS["demo"] if "demo" in name else GOALS["12x768"] if "12 x 768" in name else 6.0
         compare(out, name, serial, batched, goal)
+        if args.engine:
+            report_engine(out, engine_rows(path, args))
         out(f"load average at end: {os.getloadavg()[0]:.2f}")
         if args.prefix_cache:
             prefix_cache(out, path, work, args)

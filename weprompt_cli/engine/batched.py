@@ -5,18 +5,21 @@ and is used from many threads at once, each running one turn as it would on the 
 engine: `feed` a prompt, iterate `generate`. Behind the seam one scheduler thread owns
 the model:
 
-- Decoding: a stream's `next_token()` hands its sampler to the scheduler and waits. Each
-  step the scheduler samples every waiting stream from its own logits row (its own
-  penalties, seed and banned ids; on the device when the model is on a GPU; greedy
-  streams without penalties share one argmax), runs ONE forward for all of them
-  (`rwkv7_batch.BatchForward.step`, or one llama.cpp `eval_batch` of many sequences), and
-  wakes them. A stream joins the batch on its first token (its state is copied into a
-  slot) and leaves on `finish()` (the slot's state is written back into the caller's
-  state, in the seam's format, and the slot is freed at once): continuous batching.
+- Decoding: each step the scheduler samples every stream that asked for its next token
+  from its own logits row (its own penalties, seed and banned ids; on the device when the
+  model is on a GPU; greedy streams without penalties share one argmax), hands each its
+  token, then runs ONE forward that feeds all of them (`rwkv7_batch.BatchForward.step`, or
+  one llama.cpp `eval_batch` of many sequences): a stream's thread turns its token into
+  text while the forward runs, and asks for the next one once that step is done. A stream
+  joins on its first token (sampled on its own thread from the prompt's logits, so the
+  answer starts at once; its state is copied into a slot) and leaves on `finish()` (the
+  slot's state is written back into the caller's state, in the seam's format, and the
+  slot is freed at once): continuous batching.
 - Prefill: `feed` queues the prompt; between two decode steps the scheduler feeds at most
-  `prefill_budget` prompt tokens (first come, first served, in chunks, with the package's
-  sequence forward on the stream's own state), so running streams keep their pace while a
-  long prompt arrives. `cancel()` is checked before every chunk.
+  `prefill_budget` prompt tokens, first come first served, in chunks, each into the
+  stream's own state (on the CPU the first prompts in line go through one batched
+  sequence forward, `prefill_rows`; on a GPU the package's own path), so running streams
+  keep their pace while a long prompt arrives. `cancel()` is checked before every chunk.
 - A stream that has not asked for its next token when a step starts (its thread is
   slow) is waited for a moment (half the last step's time); after that the step runs
   without it, and its state and logits are kept as they were.
@@ -152,10 +155,11 @@ class _RwkvSlots:
     def prefill(self, items: list[tuple[list[int], Any]]) -> list[torch.Tensor]:
         """Feed each item's ids (all of one length) into its own state; the logits after each item's last id.
 
-        On the CPU several prompts go through one batched sequence forward (`prefill_rows`); on
-        a GPU each goes through the package's own path (its CUDA kernel, or the graph for short ones).
+        On the CPU they go through one batched sequence forward (`prefill_rows`: 2-3x faster per
+        token than the package's CPU sequence forward even for one prompt, more for several); on a
+        GPU each goes through the package's own path (its CUDA kernel, or the graph for short ones).
         """
-        if self.fwd.device.type == "cpu" and len(items) > 1:
+        if self.fwd.device.type == "cpu":
             logits = prefill_rows(self.fwd, [ids for ids, _ in items], [state for _, state in items])
             self.engine.counters.fed += sum(len(ids) for ids, _ in items)
             return list(logits)
@@ -322,9 +326,10 @@ class _LlamaSlots:
 class _Stream:
     """One decoding reply: its state (in a slot while it decodes), current logits, sampler, and hand-over.
 
-    A sampled token is handed to the stream's thread before the step that feeds it
-    (`pending` until then), so the thread turns it into text while the forward runs;
-    `fed` is set once that step is done (the stream may ask for the next token, or leave).
+    A sampled token is handed to the stream's thread as its step starts (`pending` until that
+    step has fed it), so the thread turns it into text, and asks for the next one (`wants`),
+    while the forward runs; the next step samples it from the logits this one left: one
+    wake-up per token.
     """
 
     def __init__(self, state: Any, logits: Any, sampler: Sampler) -> None:
@@ -334,13 +339,14 @@ class _Stream:
         self.joined = False
         self.left = False
         self.token = -1
-        self.pending: int | None = None  # sampled and handed out, fed by the next step
+        self.pending: int | None = None  # handed out, not yet fed
+        self.wants = False  # asked for its next token
+        self.posted = False  # in the scheduler's list of streams for the next step
+        self.leaving = False
         self.error: BaseException | None = None  # raised by next_token
         self.leave_error: BaseException | None = None  # raised by finish
-        self.sampled = threading.Event()
-        self.fed = threading.Event()
-        self.fed.set()
-        self.done = threading.Event()  # the leave was processed
+        self.sampled = threading.Event()  # its next token is there (or an error)
+        self.done = threading.Event()  # its leave was processed
 
 
 class _Prefill:
@@ -388,6 +394,7 @@ class _Scheduler:
         self._joins: deque[_Stream] = deque()
         self._leaves: list[_Stream] = []
         self._prefills: deque[_Prefill] = deque()
+        self._model = threading.Lock()  # held while the model runs: by this thread, or a lone stream's (`_direct`)
         self._deadline = 0.0  # after this, a step runs without the streams that have not asked yet
         self._last_step_s = 0.0
         self._stopping = False
@@ -412,18 +419,25 @@ class _Scheduler:
                 self._check()
                 stream.token = stream.pending = token
                 stream.joined = True
-                stream.fed.clear()
                 self._joins.append(stream)
                 self._cond.notify()
             return token
-        self._wait(stream.fed)  # the step feeding the previous token is done: its logits are ours
         if stream.error is not None:
             raise stream.error
         with self._cond:
             self._check()
+            alone = self._alone(stream)
+        if alone and self._model.acquire(blocking=False):
+            try:
+                return self._direct(stream)
+            finally:
+                self._model.release()
+        with self._cond:
+            self._check()
             stream.sampled.clear()
-            stream.fed.clear()
-            self._posted.append(stream)
+            stream.wants = True
+            if stream.slot is not None and stream.pending is None and not stream.posted:
+                self._post(stream)  # else: it is posted once its pending token is fed (`_do_step`)
             if len(self._posted) >= len(self._active) or time.monotonic() >= self._deadline:
                 self._cond.notify()
         self._wait(stream.sampled)
@@ -431,13 +445,43 @@ class _Scheduler:
             raise stream.error
         return stream.token
 
+    def _post(self, stream: _Stream) -> None:
+        stream.posted = True
+        self._posted.append(stream)
+
+    def _alone(self, stream: _Stream) -> bool:
+        """True when `stream` is the only one in the batch, its last token fed, and nothing waits for the scheduler."""
+        return (len(self._active) == 1 and stream.slot is not None and self._active.get(stream.slot) is stream
+                and stream.pending is None and not (self._posted or self._joins or self._leaves or self._prefills))
+
+    def _direct(self, stream: _Stream) -> int:
+        """A lone stream's step on its own thread (no hand-over to the scheduler and back); `_model` is held."""
+        token = _sample([stream])[0]
+        if isinstance(token, BaseException):
+            raise token
+        assert stream.slot is not None
+        with self._cond:
+            others = [s for s in self._active.values() if s is not stream]  # one may have joined meanwhile
+        for other in others:
+            if other.view:
+                other.logits, other.view = other.logits.clone(), False
+        start = time.monotonic()
+        rows = self.slots.step({stream.slot: token})
+        self._last_step_s = time.monotonic() - start
+        stream.token = token
+        stream.logits, stream.view = rows[stream.slot], self.slots.views
+        self.steps += 1
+        self.decoded += 1
+        self._rates.append((time.monotonic(), self.decoded, self.prefilled))
+        return token
+
     def leave(self, stream: _Stream) -> Any:
         if not stream.joined or stream.left:
             return stream.logits
-        self._wait(stream.fed)  # the last token handed out is fed first
         with self._cond:
             stream.done.clear()
-            self._leaves.append(stream)
+            stream.leaving = True
+            self._leaves.append(stream)  # processed once its last token is fed
             self._cond.notify()
         self._wait(stream.done)
         stream.left = True
@@ -505,16 +549,23 @@ class _Scheduler:
 
     # ------------------------------------------------------------------ the loop
     def _ready_to_step(self, now: float) -> bool:
-        return bool(self._posted) and (len(self._posted) >= len(self._active) or now >= self._deadline)
+        if not self._posted:
+            return False
+        # A stream that is leaving waits for its last token's step: never hold that one back.
+        return len(self._posted) >= len(self._active) or now >= self._deadline or any(s.leaving for s in self._posted)
 
     def _has_work(self, now: float) -> bool:
-        joinable = bool(self._joins) and (self.slots.free_slots() > 0 or bool(self._leaves))
-        return bool(self._leaves) or joinable or bool(self._prefills) or self._ready_to_step(now)
+        joinable = bool(self._joins) and (self.slots.free_slots() > 0 or any(map(_can_leave, self._leaves)))
+        return (any(map(_can_leave, self._leaves)) or joinable or bool(self._prefills)
+                or self._ready_to_step(now))
 
     def _main(self) -> None:
         import torch
 
         torch.set_grad_enabled(False)  # per thread
+        device = getattr(getattr(self.slots, "fwd", None), "device", None)
+        if device is not None and device.type == "cuda":
+            torch.cuda.set_device(device)  # replays and sampling on the model's GPU, not this thread's default
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - wake everyone with the reason
@@ -535,12 +586,14 @@ class _Scheduler:
                         break
                     timeout = self._deadline - now if self._posted else None
                     self._cond.wait(timeout if timeout is None or timeout > 0 else 0.0005)
-                leaves, self._leaves = self._leaves, []
-            self._do_leaves(leaves)
-            self._do_joins()
-            if self._ready_to_step(time.monotonic()):
-                self._do_step()
-            self._do_prefill()
+                leaves = [x for x in self._leaves if _can_leave(x)]
+                self._leaves = [x for x in self._leaves if not _can_leave(x)]
+            with self._model:
+                self._do_leaves(leaves)
+                self._do_joins()
+                if self._ready_to_step(time.monotonic()):
+                    self._do_step()
+                self._do_prefill()
             self._rates.append((time.monotonic(), self.decoded, self.prefilled))
 
     def _do_leaves(self, leaves: list[_Stream]) -> None:
@@ -555,8 +608,9 @@ class _Scheduler:
             with self._cond:
                 if stream.slot is not None:
                     self._active.pop(stream.slot, None)
-                if stream in self._posted:
+                if stream.posted:
                     self._posted.remove(stream)
+                    stream.posted = False
             stream.slot = None
             stream.done.set()
         if leaves:
@@ -577,28 +631,29 @@ class _Scheduler:
             try:
                 slot = self.slots.join(stream.state)
             except BaseException as exc:  # noqa: BLE001
-                stream.error, stream.slot = exc, None
-                stream.fed.set()
+                stream.error, stream.slot, stream.pending = exc, None, None
+                stream.sampled.set()
                 continue
             with self._cond:
                 stream.slot = slot
                 self._active[slot] = stream
-                self._posted.append(stream)
+                self._post(stream)  # its first token (pending) is fed by the next step
 
     def _do_step(self) -> None:
         with self._cond:
             batch, self._posted = self._posted, []
+            for stream in batch:
+                stream.posted = False
             stepping = {id(s) for s in batch}
             waiting_out = [s for s in self._active.values() if id(s) not in stepping]
-        unsampled = [s for s in batch if s.pending is None]  # joiners bring their first token
+        unsampled = [s for s in batch if s.pending is None and s.error is None]  # joiners bring their first token
         for stream, token in zip(unsampled, _sample(unsampled)):
+            stream.wants = False
             if isinstance(token, BaseException):
                 stream.error = token
-                stream.sampled.set()
-                stream.fed.set()
             else:
                 stream.token = stream.pending = token
-                stream.sampled.set()  # its thread turns it into text while the step runs
+            stream.sampled.set()  # its thread turns the token into text while the step runs
         batch = [s for s in batch if s.pending is not None]
         if not batch:
             return
@@ -611,20 +666,27 @@ class _Scheduler:
         try:
             rows = self.slots.step(tokens)  # type: ignore[arg-type]
         except BaseException as exc:  # noqa: BLE001 - every stream of this step fails with it
-            for stream in batch:
-                stream.error, stream.pending = exc, None
-                stream.fed.set()
-            return
+            rows = None
+            failure: BaseException | None = exc
+        else:
+            failure = None
         end = time.monotonic()
         self._last_step_s = end - start
-        for stream in batch:
-            stream.logits, stream.view, stream.pending = rows[stream.slot], self.slots.views, None
-        self.steps += 1
-        self.decoded += len(tokens)
+        if rows is not None:
+            self.steps += 1
+            self.decoded += len(tokens)
         with self._cond:
+            for stream in batch:
+                stream.pending = None
+                if rows is not None:
+                    stream.logits, stream.view = rows[stream.slot], self.slots.views
+                else:
+                    stream.error = failure
+                if stream.wants and not stream.posted and stream.error is None:
+                    self._post(stream)  # it asked for its next token while this step ran
+                elif stream.error is not None:
+                    stream.sampled.set()
             self._deadline = end + max(LAGGARD_MIN_S, LAGGARD_SHARE * self._last_step_s)
-        for stream in batch:
-            stream.fed.set()
 
     def _do_prefill(self) -> None:
         """Feed queued prompts, first come first served, up to `prefill_budget` tokens in all.
@@ -687,11 +749,16 @@ class _Scheduler:
             self._posted = []
         for stream in streams:
             stream.error = stream.error or exc
-            for event in (stream.sampled, stream.fed, stream.done):
+            for event in (stream.sampled, stream.done):
                 event.set()
         for job in jobs:
             job.error = job.error or exc
             job.ready.set()
+
+
+def _can_leave(stream: _Stream) -> bool:
+    """A leaving stream's slot may go once its last token handed out was fed (or it failed)."""
+    return stream.pending is None or stream.error is not None
 
 
 def _sample(batch: list[_Stream]) -> list[int | BaseException]:
