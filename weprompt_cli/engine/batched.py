@@ -745,7 +745,10 @@ class _Scheduler:
             self._stopping = True
             streams = list(self._active.values()) + list(self._joins) + list(self._leaves)
             jobs = list(self._prefills)
-            self._active.clear(), self._joins.clear(), self._leaves.clear(), self._prefills.clear()
+            self._active.clear()
+            self._joins.clear()
+            self._leaves.clear()
+            self._prefills.clear()
             self._posted = []
         for stream in streams:
             stream.error = stream.error or exc
@@ -815,7 +818,7 @@ class BatchedEngine(Engine):
         self.inner = inner
         self.backend, self.info, self.strategy = inner.backend, inner.info, inner.strategy
         self.tokenizer, self.state_format = inner.tokenizer, inner.state_format
-        self.counters = StreamCounters(mirror=inner.counters)
+        self.counters: StreamCounters = StreamCounters(mirror=inner.counters)
         self.max_batch = max_batch
         self.prefill_budget = prefill_budget
         self._slots: Any = _RwkvSlots(inner, max_batch) if inner.backend == "rwkv" else _LlamaSlots(inner, max_batch)
