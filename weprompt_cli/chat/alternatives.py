@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from weprompt_cli.chat.formats import banned_tokens
 from weprompt_cli.chat.turn import TurnStream
 from weprompt_cli.errors import WePromptError
 
@@ -75,11 +76,11 @@ class Alternatives:
             try:
                 session.opened.append_turn(self.replaces, engine.state_to_tensors(_state_after(session, self)),
                                            fingerprint=engine.fingerprint, layout=engine.state_format)
-                _adopt(session, self.replaces, _state_after(session, self), self.before)
+                session.adopt(self.replaces, _state_after(session, self), self.before)
             except BaseException:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
-        _adopt(session, turn, chosen.state, self.before)
+        session.adopt(turn, chosen.state, self.before)
         return turn
 
 
@@ -93,25 +94,6 @@ def _state_after(session: ChatSession, alts: Alternatives) -> Any:
     return state
 
 
-def _adopt(session: ChatSession, turn: Turn, state: Any, before: Any) -> None:
-    """Make a saved `turn` the session's last, with `state` after it (what `ChatSession.send` does once saved).
-
-    ChatSession has no public way to take a finished turn with its state yet; this sets what
-    its `send` sets on success (`ChatSession.adopt(turn, state, before)` would be its home).
-    """
-    session._turns.append(turn)
-    session.state = state
-    session._state_before_last = session.engine.clone_state(before)
-
-
-def _state_before_last(session: ChatSession) -> Any:
-    """A copy of the state before the session's last turn (kept in memory, else its checkpoint)."""
-    known = session._state_before_last
-    if known is not None:
-        return session.engine.clone_state(known)
-    return session._restore(len(session.turns) - 1)
-
-
 def alternative_params(params: SamplingParams, k: int) -> SamplingParams:
     """The settings of alternative `k` (0-based): its own seed, and sampling even when the session is greedy."""
     changes: dict[str, Any] = {}
@@ -120,20 +102,6 @@ def alternative_params(params: SamplingParams, k: int) -> SamplingParams:
     if params.temperature == 0:
         changes["temperature"] = FALLBACK_TEMPERATURE
     return dataclasses.replace(params, **changes) if changes else params
-
-
-class _Prefilled:
-    """The engine, except that feeding the shared prompt returns the logits computed once."""
-
-    def __init__(self, engine: Any, logits: Any) -> None:
-        self._engine = engine
-        self._logits = logits
-
-    def feed(self, tokens: list[int], state: Any, **kwargs: Any) -> Any:
-        return self._logits.clone()  # the state is already past the prompt
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
 
 
 def sample_alternatives(
@@ -154,17 +122,17 @@ def sample_alternatives(
         raise WePromptError("nothing to answer again yet: send a message first")
     last = turns[-1]
     engine = session.engine
-    before = _state_before_last(session)
+    before = session.state_before_last()
     state = engine.clone_state(before)
     logits = engine.feed(list(last.prompt_tokens), state, progress=progress, cancel=cancel)
     if logits is None or (cancel is not None and cancel()):
         raise WePromptError("stopped before any answer began")
     batched = shared_batched(engine, max(n, min(max_batch, MAX_ALTERNATIVES)))
-    runner = _Prefilled(batched or engine, logits)
+    runner = batched or engine
     stops = (session.fmt.separator, *(session.persona.stop if session.persona else ()))
     streams = [
         TurnStream(
-            runner,  # type: ignore[arg-type]
+            runner,
             engine.clone_state(state),
             index=last.index,
             user=last.user,
@@ -172,7 +140,8 @@ def sample_alternatives(
             prompt_tokens=list(last.prompt_tokens),
             params=alternative_params(session.params, k),
             stops=stops,
-            ban=session.fmt.ban,
+            ban=banned_tokens(session.fmt, engine.tokenizer),
+            prefilled=logits.clone(),
             think=last.think,
             cancel=cancel,
         )

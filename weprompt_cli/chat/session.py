@@ -252,6 +252,21 @@ class ChatSession:
         self.opened.update_meta(sampling=params.to_dict())
         self.params = params
 
+    def state_before_last(self) -> Any:
+        """A copy of the state before the last turn (kept in memory, else restored from its checkpoint)."""
+        if not self._turns:
+            raise WePromptError("there is no turn yet")
+        if self._state_before_last is not None:
+            return self.engine.clone_state(self._state_before_last)
+        return self._restore(len(self._turns) - 1)
+
+    def adopt(self, turn: Turn, state: Any, before: Any) -> None:
+        """Make an already saved `turn` the last one, with `state` after it and `before` before it
+        (what `send` does once its turn is saved; `/pick` keeps a sampled alternative this way)."""
+        self._turns.append(turn)
+        self.state = state
+        self._state_before_last = self.engine.clone_state(before)
+
     # ------------------------------------------------------- undo, retry, fork
     def undo(self) -> Turn | None:
         """Drop the last turn and go back to the state before it."""

@@ -57,6 +57,7 @@ class TurnStream(Iterator[str]):
         progress: Progress | None = None,
         on_finish: OnFinish | None = None,
         on_cancel: Callable[[], None] | None = None,
+        prefilled: Any = None,
     ) -> None:
         self.engine = engine
         self.state = state
@@ -72,6 +73,8 @@ class TurnStream(Iterator[str]):
         self.progress = progress
         self.on_finish = on_finish
         self.on_cancel = on_cancel
+        # The logits after the prompt when `state` has been fed it already (alternatives share one prefill).
+        self.prefilled = prefilled
         self.turn: Turn | None = None
         self.result: GenerationResult | None = None
         self.elapsed_s = 0.0  # prefill + generation, once finished
@@ -101,7 +104,10 @@ class TurnStream(Iterator[str]):
 
         started_at = utc_now()
         t0 = time.perf_counter()
-        logits = self.engine.feed(self.prompt_tokens, self.state, progress=self.progress, cancel=self.cancel)
+        if self.prefilled is not None:
+            logits = self.prefilled
+        else:
+            logits = self.engine.feed(self.prompt_tokens, self.state, progress=self.progress, cancel=self.cancel)
         if self.cancel() or logits is None:
             if self.on_cancel is not None:
                 self.on_cancel()  # stopped before any answer: nothing to record
@@ -125,9 +131,9 @@ class TurnStream(Iterator[str]):
         if splitter is None:
             yield from generation
         else:
-            counted = self.engine.counters.generated
+            counted = 0
             for piece in generation:
-                tokens, counted = self.engine.counters.generated - counted, self.engine.counters.generated
+                tokens, counted = generation.n_tokens - counted, generation.n_tokens
                 yield from _pieces(splitter.feed(piece, tokens))
             yield from _pieces(splitter.finish())
         result = generation.result

@@ -94,6 +94,7 @@ class Generation(Iterator[str]):
         self._cancel = cancel
         self._strip = strip_leading_space
         self._result: GenerationResult | None = None
+        self.n_tokens = 0  # tokens sampled (and fed) so far
         self._run_iter = self._run()
 
     def __iter__(self) -> Generation:
@@ -144,6 +145,7 @@ class Generation(Iterator[str]):
                     break
                 token = step.next_token()  # the token is fed even when it ends the reply
                 tokens.append(token)
+                self.n_tokens = len(tokens)
                 if tokenizer.has_bytes:
                     token_text = tokenizer.token_bytes(token).decode("utf-8", errors="replace")
                 else:

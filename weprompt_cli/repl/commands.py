@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from weprompt_cli.errors import WePromptError
-from weprompt_cli.repl import db_commands, think_commands
+from weprompt_cli.repl import alternatives_commands, db_commands, think_commands
 from weprompt_cli.repl.state import CommandError
 
 if TYPE_CHECKING:
@@ -195,6 +195,7 @@ COMMANDS: dict[str, Command] = {
         Command("think", "/think [off|on|bit|lot]", "G1 models: think before answering (saved with the session)",
                 think_commands.cmd_think),
         Command("show-thoughts", "/show-thoughts", "the thought behind the last answer", think_commands.cmd_show_thoughts),
+        *(Command(name, usage, help_text, run) for name, usage, help_text, run in alternatives_commands.ENTRIES),
     ]
 }
 ALIASES = {"exit": "quit", "q": "quit", "?": "help"}

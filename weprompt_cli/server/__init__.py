@@ -6,7 +6,7 @@ Layout:
   settings.py      ServerSettings and Limits (what `weprompt serve` configures)
   ids.py           user_id/discussion_id validation and the session name they map to
   prefix_cache.py  token-prefix hash -> RNN state, LRU bounded by entries and bytes
-  worker.py        the FIFO generation worker (one thread, one model)
+  worker.py        the worker pool (--max-batch threads over the batched executor; 1: the FIFO worker)
   backend.py       what runs on the worker: session turns and stateless completions (chat.turn)
   schemas.py       request bodies (pydantic)
   errors.py        APIError and the JSON error contract
