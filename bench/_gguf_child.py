@@ -79,7 +79,7 @@ def prompt_ids(engine: Any, n: int) -> list[int]:
 
 def k_prepare(a: dict[str, Any]) -> dict[str, Any]:
     """Random World checkpoints (bf16, like real ones) and their GGUF files, cached; each GGUF probed once."""
-    from weprompt_cli.engine.llama_context import probe_forward
+    from weprompt_cli.engine.llama_probe import probe_forward
     from weprompt_cli.models.gguf_convert import convert_to_gguf
 
     work = Path(a["work"])

@@ -169,7 +169,7 @@ def test_prompts_fed_together_give_each_its_own_sequence_forward(engines: dict[s
                                                                   length: int) -> None:
     import torch
 
-    from weprompt_cli.engine.batched import prefill_rows
+    from weprompt_cli.engine.batch_slots import prefill_rows
     from weprompt_cli.engine.rwkv7_batch import BatchForward
 
     engine = get(engines, name)

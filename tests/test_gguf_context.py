@@ -225,7 +225,7 @@ def test_files_that_are_not_gguf_are_refused(tmp_path: Path) -> None:
 
 
 def test_probe_passes_and_is_cached(model: Path, tmp_path: Path) -> None:
-    from weprompt_cli.engine.llama_context import PROBE_CACHE_FILE, probe_forward
+    from weprompt_cli.engine.llama_probe import PROBE_CACHE_FILE, probe_forward
 
     first = probe_forward(model, cache_dir=tmp_path)
     assert not first.cached and first.seconds > 0
@@ -237,7 +237,7 @@ def test_probe_passes_and_is_cached(model: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV"])
 def test_a_probe_child_killed_by_a_signal_is_a_hardware_error(model: Path, sig: str) -> None:
-    from weprompt_cli.engine.llama_context import run_probe
+    from weprompt_cli.engine.llama_probe import run_probe
 
     suicide = f"import os, signal; os.kill(os.getpid(), signal.{sig})"
     with pytest.raises(HardwareError, match=f"crashed with {sig}") as caught:
@@ -247,7 +247,7 @@ def test_a_probe_child_killed_by_a_signal_is_a_hardware_error(model: Path, sig: 
 
 
 def test_the_probe_classifies_exits(model: Path) -> None:
-    from weprompt_cli.engine.llama_context import classify_probe_exit
+    from weprompt_cli.engine.llama_probe import classify_probe_exit
 
     assert classify_probe_exit(0, 'noise\n{"ok": true, "n_vocab": 400}\n', "", model)["n_vocab"] == 400
     with pytest.raises(HardwareError, match="SIGBUS"):
@@ -260,7 +260,7 @@ def test_the_probe_classifies_exits(model: Path) -> None:
 
 
 def test_a_probe_relays_the_childs_error_and_caches_nothing(model: Path, tmp_path: Path) -> None:
-    from weprompt_cli.engine.llama_context import PROBE_CACHE_FILE, probe_forward
+    from weprompt_cli.engine.llama_probe import PROBE_CACHE_FILE, probe_forward
 
     bad = tmp_path / "half.gguf"
     bad.write_bytes(model.read_bytes()[: model.stat().st_size // 2])

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from weprompt_cli.engine.base import Cancel, Engine, Progress
 from weprompt_cli.engine.checkpoint import ModelInfo
@@ -315,7 +315,8 @@ def load_llama_engine(
     """Load a GGUF model: check the strategy, probe the first forward in a child process
     (once per file and build: a build that crashes on this quantization is a HardwareError,
     not a dead chat), then open the context and WePrompt's tokenizer for it."""
-    from weprompt_cli.engine.llama_context import LlamaContext, import_llama_cpp, probe_forward
+    from weprompt_cli.engine.llama_context import LlamaContext, import_llama_cpp
+    from weprompt_cli.engine.llama_probe import probe_forward
 
     path = Path(path).expanduser()
     import_llama_cpp()  # UsageError with the install line when the extra is missing
