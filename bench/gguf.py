@@ -221,10 +221,16 @@ def run_resume(a: argparse.Namespace, models: dict[str, dict[str, Any]]) -> dict
 def run_quality(a: argparse.Namespace) -> dict[str, Any]:
     import training.evaluate as tev
 
-    gguf = {q: demo_gguf(a.work, q) for q in a.quality_quants}
+    gguf = {q: demo_gguf(a.work, q) for q in a.quality_quants}  # the demo model in the tree now (it gets retrained)
+    demo = {"pth": str(DEMO), "gguf": {q: str(p) for q, p in gguf.items()}}
+    child("prepare", {"work": str(a.work), "threads": a.threads, "models": [demo]}, a.threads)
     cache = str(a.work / "cache")
     ref = a.work / "demo-fp32-logits.npy"
-    out: dict[str, Any] = {"formats": {}, "demo_sha1": demo_tag(), "demo_bytes": DEMO.stat().st_size}
+    committed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", str(DEMO)], cwd=ROOT, check=False).returncode == 0
+    out: dict[str, Any] = {"formats": {}, "demo_sha1": demo_tag(), "demo_bytes": DEMO.stat().st_size,
+                           "demo_as_committed": committed,
+                           "head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                                  text=True, check=False).stdout.strip()}
     say("[quality] teacher-forced logits, rwkv fp32")
     base = child("tf", {"path": str(DEMO), "cache": cache, "threads": a.threads, "tokens": a.tf_tokens,
                         "seed": 1234, "save": str(ref)}, a.threads)
@@ -346,7 +352,8 @@ def report(a: argparse.Namespace, res: dict[str, Any]) -> tuple[str, list[tuple[
         q = res["quality"]
         f0, fe = q["sql_fp32"], q["sql_fp32_engine"]
         w("")
-        w(f"## quality, demo model ({DEMO.name}, sha1 {q['demo_sha1']}..., {q['demo_shape']}, its own BPE): "
+        w(f"## quality, demo model ({DEMO.name}, sha1 {q['demo_sha1']}..., "
+          f"{'as committed in' if q['demo_as_committed'] else 'NOT as committed in'} {q['head']}; {q['demo_shape']}, its own BPE): "
           f"teacher-forced over {q['tf_positions']} tokens "
           f"({q['tf_documents']} held-out corpus documents) vs the .pth fp32; SQL held-out execution score "
           f"(training.evaluate, {f0['heldout_total']} questions: 10 fixed + {a.sql_generated} generated; plain questions apart)")
@@ -463,11 +470,7 @@ def main() -> None:
         pth = a.work / f"rwkv7-{layers}x{embd}-world.pth"
         models[shape] = {"layers": layers, "embd": embd, "pth": pth,
                          "gguf": {q: a.work / f"rwkv7-{layers}x{embd}-world-{q}.gguf" for q in quants}}
-    demo: dict[str, Any] = {"layers": 4, "embd": 128, "pth": DEMO,
-                            "gguf": {q: demo_gguf(a.work, q) for q in a.quality_quants}}
     prep = [{**m, "pth": str(m["pth"]), "gguf": {q: str(p) for q, p in m["gguf"].items()}} for m in models.values()]
-    if "quality" not in skip:
-        prep.append({**demo, "pth": str(DEMO), "gguf": {q: str(p) for q, p in demo["gguf"].items()}})
     say(f"[prepare] checkpoints and GGUF files under {a.work}")
     made = child("prepare", {"work": str(a.work), "threads": a.threads, "models": prep}, a.threads, timeout=7200)["made"]
     for line in made:
