@@ -71,6 +71,8 @@ def test_the_repl_folds_the_thought_shows_it_on_request_and_resume_shows_the_fol
         child.expect(r"think off \(saved with this session\)")
         child.sendline("/think maybe")
         child.expect(r"usage: /think off\|on\|bit\|lot")
+        child.sendline(f"/export {weprompt_home / 'g thoughts.md'} --thoughts")
+        child.expect_exact("wrote 1 turns to")
         child.sendline("/quit")
         child.expect(pexpect.EOF)
     finally:
@@ -79,6 +81,12 @@ def test_the_repl_folds_the_thought_shows_it_on_request_and_resume_shows_the_fol
     [turn] = [json.loads(x) for x in (folder / "transcript.jsonl").read_text().splitlines()]
     assert (turn["reasoning"], turn["assistant"], turn["think"]) == (thought, answer, "on")
     assert json.loads((folder / "session.json").read_text())["extra"]["think"] == "off"
+    plain, with_thoughts = cli(weprompt_home, "sessions", "export", "g"), cli(weprompt_home, "sessions", "export", "g", "--thoughts")
+    assert plain.returncode == with_thoughts.returncode == 0, plain.stderr + with_thoughts.stderr
+    assert answer in plain.stdout and thought not in plain.stdout
+    assert "**Thought**" in with_thoughts.stdout and thought.splitlines()[0] in with_thoughts.stdout
+    assert with_thoughts.stdout.index("**Thought**") < with_thoughts.stdout.index(answer)
+    assert (weprompt_home / "g thoughts.md").read_text() == with_thoughts.stdout  # /export in the REPL: the same document
     child = spawn(weprompt_home, "resume", "g")
     try:
         child.expect(r"thought for \d+ tokens")

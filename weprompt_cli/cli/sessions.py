@@ -174,13 +174,14 @@ def export(
     ref: str = typer.Argument(..., help="Session name, id or unique id prefix."),
     fmt: ExportFormat = typer.Option(ExportFormat.md, "--format", "-f", help="md or json."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    thoughts: bool = typer.Option(False, "--thoughts", help="Markdown: include each turn's reasoning (JSON always has it)."),
 ) -> None:
     """Export a session's transcript as Markdown or JSON."""
     from weprompt_cli.store.export import export_json, export_markdown
 
     meta, turns, problems = _store().read(ref)
     _warn_problems(problems)
-    text = export_markdown(meta, turns) if fmt is ExportFormat.md else export_json(meta, turns)
+    text = export_markdown(meta, turns, thoughts=thoughts) if fmt is ExportFormat.md else export_json(meta, turns)
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         return

@@ -159,15 +159,19 @@ def cmd_export(repl: "Repl", arg: str) -> None:
     from weprompt_cli.store.export import export_markdown
 
     target = arg.strip()
+    # --thoughts before or after the file name (which may hold spaces)
+    thoughts = target == "--thoughts" or target.startswith("--thoughts ") or target.endswith(" --thoughts")
+    if thoughts:
+        target = target.removeprefix("--thoughts").removesuffix("--thoughts").strip()
     if not target:
-        raise CommandError("usage: /export FILE")
+        raise CommandError("usage: /export FILE [--thoughts]")
     path = Path(target).expanduser()
     if path.is_dir():
         raise CommandError(f"{path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise CommandError(f"no folder {path.parent}: create it first, or give another path")
     try:
-        atomic_write_text(path, export_markdown(repl.session.opened.meta, repl.session.turns))
+        atomic_write_text(path, export_markdown(repl.session.opened.meta, repl.session.turns, thoughts=thoughts))
     except WePromptError as exc:
         raise CommandError(exc.one_line()) from exc
     repl.out.info(f"wrote {len(repl.session.turns)} turns to {path}")
@@ -186,7 +190,7 @@ COMMANDS: dict[str, Command] = {
         Command("set", "/set KEY VALUE", "temperature, top_p, top_k, max_tokens, ... (saved with the session)", cmd_set),
         Command("info", "/info", "model, strategy, state size, turns, tokens", cmd_info),
         Command("history", "/history", "show every turn of this session", cmd_history),
-        Command("export", "/export FILE", "write the transcript as Markdown", cmd_export),
+        Command("export", "/export FILE [--thoughts]", "write the transcript as Markdown (--thoughts: with the reasoning)", cmd_export),
         Command("db", "/db [PATH|URL|demo|off]", "show, connect or drop the database the SQL is checked on",
                 db_commands.cmd_db),
         Command("schema", "/schema", "the database schema the model sees", db_commands.cmd_schema),

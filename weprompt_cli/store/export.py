@@ -23,8 +23,8 @@ def _model_name(meta: SessionMeta) -> str:
     return Path(meta.model.path).name or "-"
 
 
-def export_markdown(meta: SessionMeta, turns: Sequence[Turn]) -> str:
-    """A session as a Markdown document."""
+def export_markdown(meta: SessionMeta, turns: Sequence[Turn], *, thoughts: bool = False) -> str:
+    """A session as a Markdown document; `thoughts` adds each turn's reasoning (G1 thinking) before its answer."""
     parts = [f"# {meta.label}", ""]
     parts += [
         f"- id: `{meta.id}`",
@@ -36,7 +36,10 @@ def export_markdown(meta: SessionMeta, turns: Sequence[Turn]) -> str:
     if meta.parent is not None:
         parts.append(f"- forked from `{meta.parent.session}` at turn {meta.parent.turn}")
     for t in turns:
-        parts += ["", f"## Turn {t.index}", "", "**User**", "", t.user, "", "**Assistant**", "", t.assistant]
+        parts += ["", f"## Turn {t.index}", "", "**User**", "", t.user]
+        if thoughts and t.reasoning:
+            parts += ["", f"**Thought** ({t.thought_tokens} tokens)", "", *(f"> {line}" if line else ">" for line in t.reasoning.splitlines())]
+        parts += ["", "**Assistant**", "", t.assistant]
         note = stop_note(t)
         if note:
             parts += ["", f"*({note})*"]
@@ -44,6 +47,6 @@ def export_markdown(meta: SessionMeta, turns: Sequence[Turn]) -> str:
 
 
 def export_json(meta: SessionMeta, turns: Sequence[Turn]) -> str:
-    """A session as one JSON document: metadata and every turn."""
+    """A session as one JSON document: metadata and every turn, whole (reasoning included: it is the program's copy)."""
     doc = {"schema_version": EXPORT_SCHEMA, "session": meta.to_dict(), "turns": [t.to_dict() for t in turns]}
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
