@@ -27,7 +27,7 @@ from weprompt_cli.paths import resolve_home
 torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "weprompt_cli" / "demo" / "weprompt-demo-rwkv7.pth"
-QUESTION = "Tell me about yourself."  # the demo model answers it in several ways at temperature 1
+QUESTION = "What should I build next?"  # the demo model answers it in several ways at temperature 2
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_alternatives_then_pick_2_in_the_repl_keeps_the_second_answer_shown(tmp_
     env = {**os.environ, "WEPROMPT_HOME": str(home), "TERM": "xterm-256color", "PYTHONUNBUFFERED": "1",
            "COLUMNS": "200", "LINES": "50"}
     child = pexpect.spawn(sys.executable, ["-c", REGISTER, "chat", "--persona", "general", "--model", "demo", "-s", "alt",
-                                           "-t", "1", "--top-p", "1", "--seed", "4", "--max-tokens", "24"],
+                                           "-t", "2", "--top-p", "1", "--seed", "4", "--max-tokens", "24"],
                           env=env, cwd=str(ROOT), dimensions=(50, 200), encoding="utf-8", codec_errors="replace",
                           timeout=180)
     prompt = "general · alt ›"

@@ -214,7 +214,11 @@ def test_demo_model_converts_with_head_size_32_and_its_own_bpe(demo_gguf: Any) -
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.t")}
     assert fields["general.architecture"] == "rwkv7" and fields["rwkv7.wkv.head_size"] == 32
     assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "gpt-2"
-    assert (demo_gguf.n_layer, demo_gguf.n_embd, demo_gguf.vocab_size) == (4, 128, 2591)
+    from weprompt_cli.engine.checkpoint import inspect_checkpoint
+    from weprompt_cli.models.resolve import demo_model_path
+
+    pth = inspect_checkpoint(demo_model_path())
+    assert (demo_gguf.n_layer, demo_gguf.n_embd, demo_gguf.vocab_size) == (pth.n_layer, pth.n_embd, pth.vocab_size)
     assert demo_gguf.tokenizer_file == demo_gguf.output.with_name("demo-f32.tokenizer.json")
     assert llama_tokenize(demo_gguf.output, TEXT) == JsonTokenizer(demo_gguf.tokenizer_file).encode(TEXT)
 

@@ -29,7 +29,7 @@ from weprompt_cli.demo import DEMO_MODEL_PATH, demo_available
 from weprompt_cli.engine.rwkv7_batch import BatchForward, BatchState, buckets_for, covers, eager_capture
 
 ROOT = Path(__file__).resolve().parent.parent
-RTOL = ATOL = 1e-5  # fp32 on the CPU: observed |diff| up to about 2e-5 on logits of about 18
+RTOL = ATOL = 1e-5  # fp32 on the CPU, per unit of the largest |value|: observed |diff| 2e-5 on logits of about 18
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +72,9 @@ def get_model(models: dict[str, Any], name: str) -> Any:
 def close(got: Any, want: Any) -> None:
     from torch.testing import assert_close
 
-    assert_close(got, want, rtol=RTOL, atol=ATOL)
+    # the summation order differs from the package's, so the error grows with the values' scale
+    scale = max(1.0, float(want.abs().max())) if hasattr(want, "abs") else 1.0
+    assert_close(got, want, rtol=RTOL, atol=ATOL * scale)
 
 
 def clone(state: list[Any]) -> list[Any]:

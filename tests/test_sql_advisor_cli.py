@@ -151,8 +151,17 @@ def test_demo_database_in_a_terminal_ask_see_the_check_run_the_table(weprompt_ho
     conn.close()
 
 
-def test_a_failed_check_is_fed_back_as_a_visible_fix_turn(weprompt_home: Path) -> None:
-    result = run(weprompt_home, "chat", *DEMO, "--db", "demo", "-m", "Show the nme of customers")
+def test_a_failed_check_is_fed_back_as_a_visible_fix_turn(weprompt_home: Path, tmp_path: Path) -> None:
+    # The user's own database names its columns differently from the demo schema the demo model knows,
+    # so its first answer (`SELECT name FROM customers ...`) fails the check.
+    db = tmp_path / "crm.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, full_name TEXT, town TEXT)")
+    conn.execute("INSERT INTO customers VALUES (1, 'Ann Lee', 'Paris')")
+    conn.commit()
+    conn.close()
+    question = "Show the names of customers who live in Paris."
+    result = run(weprompt_home, "chat", *DEMO, "--db", str(db), "-m", question)
     assert result.returncode == 0, result.stderr
     assert "✗ SQL error: " in result.stderr
     fix_lines = [ln for ln in result.stderr.splitlines() if ln.startswith("› The query failed: ")]
@@ -162,7 +171,7 @@ def test_a_failed_check_is_fed_back_as_a_visible_fix_turn(weprompt_home: Path) -
     assert len(turns) == 2 and turns[1]["user"] == fix_lines[0].removeprefix("› ")
     assert turns[0]["checks"][0]["ok"] is False
 
-    again = run(weprompt_home, "chat", *DEMO, "--db", "demo", "--fix", "0", "-m", "Show the nme of customers")
+    again = run(weprompt_home, "chat", *DEMO, "--db", str(db), "--fix", "0", "-m", question)
     assert again.returncode == 0 and "✗ SQL error: " in again.stderr and "› The query failed" not in again.stderr
 
 
