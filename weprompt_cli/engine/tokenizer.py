@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from weprompt_cli.errors import InvalidFileError, NotFoundError
 
@@ -62,85 +62,69 @@ def world_vocab_file() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "rwkv_vocab_v20230424.txt"
 
 
-class _WorldBytes:
-    """Token id -> bytes from the vocabulary file, each line parsed on first use."""
+class _WorldVocab:
+    """The World vocabulary file as two tables: id -> bytes, and bytes -> id with the token lengths that
+    start with each pair of bytes (about 10 MB; pyrwkv_tokenizer's trie held 240 MB, the package's 300 MB)."""
 
     def __init__(self, vocab_file: Path) -> None:
-        self._lines: dict[int, str] = {}
+        self.bytes_of: dict[int, bytes] = {0: b""}  # id 0 is <|endoftext|>, not in the file
+        self.id_of: dict[bytes, int] = {}
         for line in vocab_file.read_text(encoding="utf-8").splitlines():
             idx, rest = line.split(" ", 1)
-            self._lines[int(idx)] = rest
-        self._cache: dict[int, bytes] = {0: b""}  # id 0 is <|endoftext|>, not in the file
-
-    def __len__(self) -> int:
-        return len(self._lines) + 1
-
-    def get(self, token: int) -> bytes:
-        try:
-            return self._cache[token]
-        except KeyError:
-            pass
-        rest = self._lines.get(token)
-        if rest is None:
-            value = b""  # an id the model has but the vocabulary lacks: decodes to nothing
-        else:
             # Each line is `<id> <python literal, str or bytes> <byte length>`; literal_eval runs nothing.
             literal = ast.literal_eval(rest[: rest.rindex(" ")])
             value = literal.encode("utf-8") if isinstance(literal, str) else bytes(literal)
-        self._cache[token] = value
-        return value
+            self.bytes_of[int(idx)] = value
+            self.id_of[value] = int(idx)
+        lengths: dict[bytes, set[int]] = {}
+        for value in self.id_of:
+            if len(value) >= 2:
+                lengths.setdefault(value[:2], set()).add(len(value))
+        self.lengths = {pair: tuple(sorted(found, reverse=True)) for pair, found in lengths.items()}
+
+    def encode(self, data: bytes) -> list[int]:
+        """Greedy longest match from the left, as the World tokenizer is defined (the rwkv package's TRIE)."""
+        out: list[int] = []
+        get, lengths, n, i = self.id_of.get, self.lengths.get, len(data), 0
+        while i < n:
+            for size in lengths(data[i:i + 2], ()):
+                if i + size <= n and (token := get(data[i:i + size])) is not None:
+                    out.append(token)
+                    i += size
+                    break
+            else:  # every single byte is a token
+                out.append(self.id_of[data[i:i + 1]])
+                i += 1
+        return out
 
 
 class WorldTokenizer(Tokenizer):
-    """The RWKV World vocabulary: pyrwkv_tokenizer (Rust) to encode, else the rwkv package's TRIE."""
+    """The RWKV World vocabulary (65536 tokens), encoded by greedy longest match over its byte table."""
 
     has_bytes = True
 
-    def __init__(self, backend: str = "auto") -> None:
-        vocab = world_vocab_file()
-        self._encoder: Any
-        if backend in ("auto", "rust"):
-            try:
-                import pyrwkv_tokenizer
-
-                self._encoder = pyrwkv_tokenizer.RWKVTokenizer()
-                self.backend = "rust"
-            except ImportError:
-                if backend == "rust":
-                    raise
-                backend = "python"
-        if backend == "python":
-            self._encoder = _trie_tokenizer(vocab)
-            self.backend = "python"
-        # Decoding goes through our own byte table: pyrwkv_tokenizer panics on partial UTF-8.
-        self._bytes = _WorldBytes(vocab)
-        self.name = f"rwkv-world ({self.backend})"
+    def __init__(self) -> None:
+        self._vocab = _WorldVocab(world_vocab_file())
+        self.name = "rwkv-world"
 
     def encode(self, text: str) -> list[int]:
-        return [int(t) for t in self._encoder.encode(text)]
+        return self._vocab.encode(text.encode("utf-8"))
 
     def decode_bytes(self, ids: list[int]) -> bytes:
-        get = self._bytes.get
-        return b"".join(get(int(t)) for t in ids)
+        get = self._vocab.bytes_of.get
+        return b"".join(get(int(t), b"") for t in ids)  # an id the model has but the vocabulary lacks: nothing
 
     def token_bytes(self, token: int) -> bytes:
-        return self._bytes.get(int(token))
+        return self._vocab.bytes_of.get(int(token), b"")
 
     def decode(self, ids: list[int]) -> str:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-def _trie_tokenizer(vocab: Path) -> Any:
-    import importlib
-
-    module = importlib.import_module("rwkv.rwkv_tokenizer")
-    return module.TRIE_TOKENIZER(str(vocab))
-
-
-@functools.lru_cache(maxsize=2)
-def world_tokenizer(backend: str = "auto") -> WorldTokenizer:
-    """The World tokenizer, loaded once per process (about a second)."""
-    return WorldTokenizer(backend)
+@functools.lru_cache(maxsize=1)
+def world_tokenizer() -> WorldTokenizer:
+    """The World tokenizer, loaded once per process (about a quarter of a second)."""
+    return WorldTokenizer()
 
 
 # ---------------------------------------------------------------------------- tokenizers JSON
