@@ -191,6 +191,7 @@ def test_health_names_its_replica_and_routing(client: httpx.Client) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok"
     replica_of(r)
     assert r.headers["x-weprompt-route"] == "any"
+    assert r.json()["batching"]["enabled"] and r.json()["batching"]["max_batch"] == 16  # batched, as `weprompt serve`
     bad = client.post("/generate-response", json={"user_message": "x", "user_id": "a--b", "discussion_id": "1"})
     assert bad.status_code == 400 and "user_id" in bad.json()["error"]["message"]
 

@@ -231,7 +231,7 @@ def test_config_prints_a_serve_deploy_yaml_that_ray_accepts(tmp_path: Path) -> N
     model.write_bytes(b"not read here")
     out = subprocess.run(
         [sys.executable, "-m", "weprompt_cli", "cluster", "config", "--replicas", "3", "--gpus-per-replica", "0.5",
-         "--model", str(model), "--strategy", "cuda fp16", "--lease", "20"],
+         "--model", str(model), "--strategy", "cuda fp16", "--lease", "20", "--max-batch", "32"],
         capture_output=True, text=True, cwd=str(ROOT), timeout=60,
     )
     assert out.returncode == 0, out.stderr
@@ -242,9 +242,21 @@ def test_config_prints_a_serve_deploy_yaml_that_ray_accepts(tmp_path: Path) -> N
     assert app["import_path"] == "weprompt_cli.cluster.replica:build"
     assert app["args"]["model"] == str(model.resolve()) and app["args"]["lease_s"] == 20
     assert app["args"]["api_key"] is None
+    assert (app["args"]["max_batch"], app["args"]["prefill_budget"]) == (32, 128)  # replicas batch as `serve` does
     deployment = app["deployments"][0]
     assert deployment["num_replicas"] == 3 and deployment["ray_actor_options"]["num_gpus"] == 0.5
     assert deployment["request_router_config"]["request_router_class"] == "weprompt_cli.cluster.router:SessionRouter"
     schema = pytest.importorskip("ray.serve.schema", reason="Ray Serve is not installed")
     schema.ServeDeploySchema.model_validate(config) if hasattr(schema.ServeDeploySchema, "model_validate") else (
         schema.ServeDeploySchema.parse_obj(config))
+
+
+@pytest.mark.parametrize("flags", [("--max-batch", "0"), ("--max-batch", "255"), ("--prefill-budget", "0")])
+def test_a_bad_batch_setting_is_one_line(tmp_path: Path, flags: tuple[str, str]) -> None:
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"not read here")
+    out = subprocess.run([sys.executable, "-m", "weprompt_cli", "cluster", "config", "--model", str(model), *flags],
+                         capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert out.returncode == 2 and out.stdout == "", out
+    assert out.stderr.strip().splitlines()[0] == "weprompt: error: --max-batch must be 1 to 254 and --prefill-budget at least 1"
+    assert "Traceback" not in out.stderr

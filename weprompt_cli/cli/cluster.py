@@ -27,12 +27,15 @@ _KEY = typer.Option(None, "--api-key", help="Require this key (Authorization: Be
 _CAP = typer.Option(2048, "--max-tokens-cap", help="Largest max_tokens a request may ask for.")
 _ENTRIES = typer.Option(64, "--cache-entries", help="Prefix state cache per replica: most states kept (0: off).")
 _MB = typer.Option(256, "--cache-mb", help="Prefix state cache per replica: most memory for states, in MiB.")
+_BATCH = typer.Option(16, "--max-batch", help="Requests each replica answers at once, advanced together (1: one at a time).")
+_PREFILL = typer.Option(128, "--prefill-budget", help="Prompt tokens a replica feeds between two decode steps.")
 _LEASE = typer.Option(15.0, "--lease", help="Seconds a session lock outlives a lost host before another may take it.")
 
 
 def _options(
     model: str | None, strategy: str | None, replicas: int, gpus: float, cpus: float, host: str, port: int,
-    api_key: str | None, cap: int, entries: int, mb: int, lease: float, *, simulate_hosts: bool = False,
+    api_key: str | None, cap: int, entries: int, mb: int, lease: float, max_batch: int, prefill_budget: int, *,
+    simulate_hosts: bool = False,
 ) -> tuple[object, str]:
     """ClusterOptions from the flags (the model resolved here, once), and the strategy used."""
     from weprompt_cli.cluster.options import ClusterOptions, ReplicaSpec
@@ -56,6 +59,8 @@ def _options(
         cache_entries=entries,
         cache_mb=mb,
         lease_s=lease,
+        max_batch=max_batch,
+        prefill_budget=prefill_budget,
         simulate_hosts=simulate_hosts,
     )
     options = ClusterOptions(spec=spec, replicas=replicas, cpus_per_replica=cpus, gpus_per_replica=gpus,
@@ -81,6 +86,8 @@ def cluster_serve(
     cache_entries: int = _ENTRIES,
     cache_mb: int = _MB,
     lease: float = _LEASE,
+    max_batch: int = _BATCH,
+    prefill_budget: int = _PREFILL,
     num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of a local Ray cluster (default: enough for the replicas)."),
     simulate_hosts: bool = typer.Option(False, "--simulate-hosts", hidden=True),
 ) -> None:
@@ -92,7 +99,8 @@ def cluster_serve(
     if port == 0:
         port = free_port(host)
     options, strategy = _options(model, strategy, replicas, gpus_per_replica, cpus_per_replica, host, port, key,
-                                 max_tokens, cache_entries, cache_mb, lease, simulate_hosts=simulate_hosts)
+                                 max_tokens, cache_entries, cache_mb, lease, max_batch, prefill_budget,
+                                 simulate_hosts=simulate_hosts)
     assert isinstance(options, ClusterOptions)
 
     def ready(url: str, warnings: list[str]) -> None:
@@ -120,6 +128,8 @@ def cluster_config(
     cache_entries: int = _ENTRIES,
     cache_mb: int = _MB,
     lease: float = _LEASE,
+    max_batch: int = _BATCH,
+    prefill_budget: int = _PREFILL,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML here instead of stdout."),
 ) -> None:
     """Print the `serve deploy` YAML for a Ray cluster you run (the home and model paths as resolved here)."""
@@ -128,7 +138,7 @@ def cluster_config(
 
     # A key placeholder passes the bind check; the YAML never holds the key itself.
     options, _ = _options(model, strategy, replicas, gpus_per_replica, cpus_per_replica, host, port, "set-on-nodes",
-                          max_tokens, cache_entries, cache_mb, lease)
+                          max_tokens, cache_entries, cache_mb, lease, max_batch, prefill_budget)
     assert isinstance(options, ClusterOptions)
     text = ClusterOptions(**{**options.__dict__, "proxy_location": "EveryNode"}).yaml()
     if output is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import typer
 
@@ -52,6 +51,7 @@ def serve(
     try:
         from weprompt_cli.server.app import create_app
         from weprompt_cli.server.backend import Backend
+        from weprompt_cli.server.batching import serving_engine
         from weprompt_cli.server.run import announce, bind_socket
         from weprompt_cli.server.run import serve as run_server
     except ImportError as exc:
@@ -68,7 +68,7 @@ def serve(
     sock = bind_socket(host, port)  # a taken port fails before the model loads
     try:
         engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
-        engine, workers, note = _batched(engine, max_batch, prefill_budget)
+        engine, workers, note = serving_engine(engine, max_batch, prefill_budget)
         if verbose:
             out.info(f"batching: {'on, up to ' + str(workers) + ' streams' if workers > 1 else 'off (' + note + ')'}")
         settings = ServerSettings(
@@ -80,16 +80,3 @@ def serve(
         run_server(create_app(backend, settings), sock, on_ready=announce)
     finally:
         sock.close()
-
-
-def _batched(engine: Any, max_batch: int, prefill_budget: int) -> tuple[Any, int, str]:
-    """(the engine to serve, requests at once, why batching is off): a `BatchedEngine` when the model batches."""
-    from weprompt_cli.engine.batched import BatchedEngine, batching_support
-    from weprompt_cli.server.settings import SERIAL_NOTE
-
-    if max_batch <= 1:
-        return engine, 1, SERIAL_NOTE
-    ok, why = batching_support(engine)
-    if not ok:
-        return engine, 1, why
-    return BatchedEngine(engine, max_batch=max_batch, prefill_budget=prefill_budget), max_batch, ""

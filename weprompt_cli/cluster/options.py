@@ -29,6 +29,8 @@ class ReplicaSpec:
     cache_entries: int = 64
     cache_mb: int = 256
     max_queue: int = 64
+    max_batch: int = 16  # requests a replica answers at once, one batched step per token (1: one at a time)
+    prefill_budget: int = 128  # prompt tokens fed between two decode steps
     lease_s: float = 15.0  # session lock lease (see store/lock.py)
     handover_s: float | None = None  # how long a request waits for a session held elsewhere; None: lease + 7 s
     simulate_hosts: bool = False  # tests: each replica plays its own host (own host id, no flock)
@@ -73,6 +75,8 @@ class ClusterOptions:
             raise UsageError("--cpus-per-replica and --gpus-per-replica must be 0 or more")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"invalid --port {self.port}: use 0 to 65535")
+        if not 1 <= self.spec.max_batch <= 254 or self.spec.prefill_budget < 1:
+            raise UsageError("--max-batch must be 1 to 254 and --prefill-budget at least 1")
         if self.spec.lease_s < 1:
             raise UsageError("--lease must be at least 1 second")
 

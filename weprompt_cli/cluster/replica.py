@@ -179,6 +179,7 @@ class Replica:
         from weprompt_cli.paths import Home
         from weprompt_cli.server.app import create_app
         from weprompt_cli.server.backend import Backend
+        from weprompt_cli.server.batching import serving_engine
         from weprompt_cli.server.settings import CacheBounds, Limits, ServerSettings
         from weprompt_cli.store import SessionStore, lock
 
@@ -193,6 +194,7 @@ class Replica:
         home = Home(Path(spec.home), "cluster")
         config = load_config(home)
         engine = load_engine(Path(spec.model), spec.strategy, models_dir=home.models, cache_dir=home.cache)
+        engine, workers, note = serving_engine(engine, spec.max_batch, spec.prefill_budget)  # as `weprompt serve`
         cap = spec.max_tokens_cap
         limits = Limits(max_tokens_cap=cap, default_max_tokens=min(Limits().default_max_tokens, cap), max_queue=spec.max_queue)
         settings = ServerSettings(
@@ -201,6 +203,8 @@ class Replica:
             api_key=spec.api_key or os.environ.get("WEPROMPT_API_KEY") or None,
             limits=limits,
             cache=CacheBounds(max_entries=spec.cache_entries, max_bytes=spec.cache_mb * 1024 * 1024),
+            max_batch=workers,
+            batching_note=note,
         )
         self.backend = Backend(engine, SessionStore(home), config, settings)
         self.name = f"{replica_id} (pid {os.getpid()} on {socket.gethostname()})"
