@@ -28,13 +28,8 @@ HERE = Path(__file__).resolve().parent
 # bench/ holds gguf.py: off the path, so that `import gguf` finds the GGUF package.
 sys.path[:] = [str(ROOT / "tests"), str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-TEXT = (
-    "User: How do I find the customers who placed more than three orders last month, with their totals?\n\n"
-    "Assistant: Group the orders by customer and filter the groups with HAVING:\n"
-    "SELECT c.id, c.name, COUNT(*) AS orders, SUM(o.total) AS spent FROM customers c "
-    "JOIN orders o ON o.customer_id = c.id WHERE o.created_at >= date('now', '-1 month') "
-    "GROUP BY c.id, c.name HAVING COUNT(*) > 3 ORDER BY spent DESC;\n\n"
-)
+from bench._models import CHAT_SAMPLE as TEXT  # noqa: E402  (bench/ is off the path: see above)
+
 MESSAGE = "Which customers in Paris placed an order last month?"
 REPLY = " Join customers to orders and filter on the city: SELECT DISTINCT c.name FROM customers c JOIN orders o.\n\n"
 

@@ -35,13 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-TEXT = (
-    "User: How do I find the customers who placed more than three orders last month, with their totals?\n\n"
-    "Assistant: Group the orders by customer and filter the groups with HAVING:\n"
-    "SELECT c.id, c.name, COUNT(*) AS orders, SUM(o.total) AS spent FROM customers c "
-    "JOIN orders o ON o.customer_id = c.id WHERE o.created_at >= date('now', '-1 month') "
-    "GROUP BY c.id, c.name HAVING COUNT(*) > 3 ORDER BY spent DESC;\n\n"
-)
+from _models import CHAT_SAMPLE as TEXT  # noqa: E402
 
 
 def build_model(layers: int, embd: int) -> Path:
