@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:  # `training/` is a top-level folder of the checko
 
 from training import conds, corpus, projects, sqlgen, sqlkinds, values
 from training.corpus import PERSONAS, SMALL_TALK, SMALL_TALK_ANSWERS, documents, persona_prefix
+from training.smalltalk import fold
 from training.sqleval import FIXED_HELDOUT, NATURAL_HELDOUT, execution_match, extract_sql, result_of
 from weprompt_cli.demo import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, demo_available
 
@@ -200,7 +201,7 @@ def test_conditions_compose_in_every_family() -> None:
     by_kind: dict[str, list[str]] = {}
     for it in items:
         by_kind.setdefault(it.kind, []).append(it.sql)
-    for kind, share in {"filter": 0.2, "count": 0.2, "aggregate": 0.2, "join": 0.05, "update": 0.05, "delete": 0.1}.items():
+    for kind, share in {"filter": 0.2, "count": 0.2, "aggregate": 0.2, "join": 0.05, "update": 0.03, "delete": 0.1}.items():
         sqls = by_kind[kind]
         assert sum(" AND " in s for s in sqls) > share * len(sqls), kind
     assert sum(" WHERE " in s for s in by_kind["group"]) > 0.2 * len(by_kind["group"])
@@ -236,10 +237,10 @@ def test_every_persona_has_small_talk_with_its_own_answers_and_held_out_frames()
     assert all("SQL" in a for k in ("greet", "abilities", "identity") for a in SMALL_TALK_ANSWERS["sql"][k])
     assert all("project" in a.lower() for k in ("greet", "abilities", "identity") for a in SMALL_TALK_ANSWERS["project"][k])
     docs = documents(3000, seed=4)
-    talk = {q for frames in SMALL_TALK.values() for q in frames["train"]}
+    talk = {fold(q) for frames in SMALL_TALK.values() for q in frames["train"]}
     sql_turns = [(p.text, a.text) for d in docs if d[0].text == persona_prefix("sql") for p, a in zip(d[1::2], d[2::2])]
-    small = [(p, a) for p, a in sql_turns if p.removeprefix("User: ").removesuffix("\n\nAssistant:") in talk]
-    assert 0.02 < len(small) / len(sql_turns) < 0.06
+    small = [(p, a) for p, a in sql_turns if fold(p.removeprefix("User: ").removesuffix("\n\nAssistant:")) in talk]
+    assert 0.06 < len(small) / len(sql_turns) < 0.12
     assert all("```" not in a for _, a in small)
     heldout = {q for frames in SMALL_TALK.values() for q in frames["heldout"]}
     assert "Hi, what can you do?" in heldout  # the example stays a blind test

@@ -728,7 +728,7 @@ def k_concept(rng: random.Random, split: Split) -> SqlItem:
 
 
 KINDS: list[tuple[Callable[[random.Random, Split], SqlItem], float]] = [
-    (k_filter, 0.19), (k_lookup, 0.09), (k_aggregate, 0.13), (k_group, 0.13), (k_top, 0.07), (k_sort, 0.03),
+    (k_filter, 0.18), (k_lookup, 0.09), (k_aggregate, 0.13), (k_group, 0.13), (k_top, 0.07), (k_sort, 0.04),
     (k_join, 0.07), (k_join2, 0.12), (k_dml, 0.05), (k_change, 0.09), (k_concept, 0.03)]
 
 

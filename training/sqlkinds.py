@@ -113,10 +113,11 @@ SORTS = [("customers", "name", ["name", "alphabetically"], "ASC"), ("customers",
          ("employees", "salary", ["salary", "pay"], "DESC"), ("employees", "name", ["name", "alphabetically"], "ASC"),
          ("orders", "total", ["total", "value"], "DESC"), ("orders", "created_at", ["date"], "DESC")]
 SORT_FRAMES = _frames(
-    ["Sort", "List", "Show", "Order", "Give me"],
+    ["Sort", "List", "Show", "Order", "Give me", "Arrange", "Rank", "Display"],
     ["{entity} by {by}{way}.", "all {entity} by {by}{way}.", "the {entity} sorted by {by}{way}.",
-     "the {entity} ordered by {by}{way}."],
-    ["{entity} sorted by {by}{way}?", "Can you sort the {entity} by {by}{way}?"],
+     "the {entity} ordered by {by}{way}.", "every one of the {entity} by {by}{way}."],
+    ["{entity} sorted by {by}{way}?", "Can you sort the {entity} by {by}{way}?", "I want the {entity} sorted by {by}{way}.",
+     "Can I see the {entity} ordered by {by}{way}?", "Which {entity} come first by {by}{way}? Show them all."],
     ["Put the {entity} in order of {by}{way}."],
 )
 WAYS = {"DESC": [", highest first", " from high to low", " descending", ", biggest first"],
