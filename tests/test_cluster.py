@@ -256,6 +256,10 @@ def test_killed_replica_loses_no_finished_turn_and_its_requests_succeed_on_retry
     victim_id, victim_pid = owner[names[0]]
     on_victim = [n for n in range(20) if owner[names[n]][0] == victim_id]
     assert len(on_victim) >= 2
+    # A request with an Idempotency-Key that the victim answers and saves (as if its answer were lost on the way)
+    keyed = {"messages": [{"role": "user", "content": "keyed before kill"}], "session": names[0], **GREEDY}
+    first_keyed = client.post("/v1/chat/completions", json=keyed, headers={"Idempotency-Key": "kill-1"})
+    assert first_keyed.status_code == 200 and replica_of(first_keyed)[0] == victim_id, first_keyed.text
 
     # A long streamed answer on the victim, and plain requests queued behind it there.
     streamed = on_victim[0]
@@ -318,6 +322,15 @@ def test_killed_replica_loses_no_finished_turn_and_its_requests_succeed_on_retry
             time.sleep(float(r.headers.get("retry-after", "1")))
         assert r.status_code == 200, r.text
         assert replica_of(r)[1] != victim_pid
+
+    # The keyed request sent again reaches a live replica, which answers with the turn the victim saved.
+    deadline = time.monotonic() + 90
+    while (r := client.post("/v1/chat/completions", json=keyed, headers={"Idempotency-Key": "kill-1"})).status_code == 503:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(float(r.headers.get("retry-after", "1")))
+    assert r.status_code == 200 and replica_of(r)[1] != victim_pid, r.text
+    assert r.json()["choices"][0]["message"] == first_keyed.json()["choices"][0]["message"]
+    assert [t.user for t in turns_of(cluster.home, names[0])].count("keyed before kill") == 1
 
     # No finished turn lost, and every discussion continues.
     for n, name in enumerate(names):

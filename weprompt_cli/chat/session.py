@@ -8,6 +8,7 @@ interrupted ones included, is checkpointed before its `TurnStream` ends.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from weprompt_cli.chat.formats import banned_tokens
@@ -178,12 +179,14 @@ class ChatSession:
         cancel: Cancel | None = None,
         progress: Progress | None = None,
         think: str | None = None,
+        request_key: str | None = None,
     ) -> TurnStream:
         """Feed the user's message and stream the answer; the turn is saved before the stream ends.
 
         In a thinking format, a typed ` (think)`, ` (think a bit)` or ` (think a lot)` at the
         end of the message sets this turn's mode (the transcript keeps the message without it);
-        `think` sets it for this turn only (the HTTP API's field).
+        `think` sets it for this turn only (the HTTP API's field). `request_key` (an HTTP
+        request's Idempotency-Key) is saved with the turn: see `turn_for_key`.
         """
         fmt = self.fmt
         think = (think or self.think) if fmt.thinking else None
@@ -200,6 +203,8 @@ class ChatSession:
         def finished(turn: Turn, result: GenerationResult) -> Turn:
             if self.annotate is not None:
                 turn = self.annotate(turn)
+            if request_key is not None:
+                turn = replace(turn, request_key=request_key)
             try:
                 self.opened.append_turn(
                     turn, self.engine.state_to_tensors(self.state), fingerprint=self.engine.fingerprint,
@@ -233,6 +238,18 @@ class ChatSession:
             on_finish=finished,
             on_cancel=cancelled,
         )
+
+    def turn_for_key(self, request_key: str) -> Turn | None:
+        """The saved turn a request with this Idempotency-Key made, or None (newest first)."""
+        return next((t for t in reversed(self._turns) if t.request_key == request_key), None)
+
+    def user_text_of(self, message: str) -> str:
+        """The user text `send(message)` would save (a typed thinking suffix taken off)."""
+        if not self.fmt.thinking:
+            return message
+        from weprompt_cli.chat.thinking import split_think_suffix
+
+        return split_think_suffix(message)[0]
 
     def set_think(self, mode: str) -> None:
         """Think `mode` ("off", "on", "bit", "lot") from the next turn on, saved with the session."""

@@ -24,6 +24,7 @@ from weprompt_cli import __version__
 from weprompt_cli.errors import WePromptError
 from weprompt_cli.server import sse
 from weprompt_cli.server.errors import APIError, from_weprompt_error, install_handlers
+from weprompt_cli.server.idempotency import request_key
 from weprompt_cli.server.schemas import ChatCompletionRequest, GenerateRequest
 from weprompt_cli.server.settings import ServerSettings
 from weprompt_cli.server.worker import Job, JobCancelled, QueueFull, WorkerPool
@@ -219,7 +220,8 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
     @app.post("/generate-response")
     async def generate_response(body: GenerateRequest, request: Request) -> dict[str, Any]:
         body.check(limits)
-        plan = backend.plan_discussion(body, limits)  # validates ids and the persona before queueing
+        key = request_key(request.headers)
+        plan = backend.plan_discussion(body, limits, key)  # validates ids and the persona before queueing
         job = submit(plan, f"discussion {plan.session_name}")
         outcome = await _run_watched(job, request)
         return {"generated_text": outcome.text}
@@ -227,7 +229,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         body.check(limits)
-        plan = backend.plan_completion(body, limits)
+        plan = backend.plan_completion(body, limits, request_key(request.headers))
         job = submit(plan, "chat completion")
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())

@@ -34,6 +34,7 @@ from weprompt_cli.server.settings import Limits, ServerSettings
 from weprompt_cli.server.worker import Job, JobCancelled
 
 if TYPE_CHECKING:
+    from weprompt_cli.chat.session import ChatSession
     from weprompt_cli.config import Config
     from weprompt_cli.engine.base import Engine
     from weprompt_cli.engine.generation import GenerationResult
@@ -166,7 +167,7 @@ class Backend:
         return find_persona(name or self.config.default_persona or DEFAULT_PERSONA, home=self.store.home)
 
     # --------------------------------------------------------- stored sessions
-    def plan_discussion(self, body: GenerateRequest, limits: Limits) -> Plan:
+    def plan_discussion(self, body: GenerateRequest, limits: Limits, request_key: str | None = None) -> Plan:
         """WePrompt 1.0: the discussion's session gets `user_message` as its next turn."""
         name = discussion_session_name(body.user_id, body.discussion_id)
         persona = self._persona(body.prompt_file)  # an unknown persona is a 404 before anything is queued
@@ -175,11 +176,11 @@ class Backend:
         text = body.user_message
 
         def run(job: Job) -> Answer:
-            return self._session_turn(job, name, persona, overrides, text, extra, None)
+            return self._session_turn(job, name, persona, overrides, text, extra, None, request_key)
 
         return Plan(run, name)
 
-    def _plan_session(self, body: ChatCompletionRequest, limits: Limits) -> Plan:
+    def _plan_session(self, body: ChatCompletionRequest, limits: Limits, request_key: str | None) -> Plan:
         from weprompt_cli.store.names import validate_name
 
         name = validate_name(body.session or "")
@@ -190,7 +191,8 @@ class Backend:
         think = body.think_mode()
 
         def run(job: Job) -> Answer:
-            return self._session_turn(job, name, persona, overrides, text, {"api": {"session": name}}, think)
+            return self._session_turn(job, name, persona, overrides, text, {"api": {"session": name}}, think,
+                                      request_key)
 
         return Plan(run, name)
 
@@ -221,8 +223,13 @@ class Backend:
         text: str,
         extra: dict[str, Any],
         think: str | None,
+        request_key: str | None = None,
     ) -> Answer:
-        """One turn of the stored session `name` (created with `persona` if it is new)."""
+        """One turn of the stored session `name` (created with `persona` if it is new).
+
+        A request whose Idempotency-Key made a saved turn of the session gets that turn back,
+        nothing generated (checked under the session's lock, so two copies of a request never
+        both run)."""
         from weprompt_cli.chat.session import ChatSession
         from weprompt_cli.personas import find_persona
 
@@ -246,7 +253,10 @@ class Backend:
         self._ids[name] = session.id
         with session:
             history = session.opened.meta.prefix_tokens + sum(t.token_count for t in session.turns)
-            stream = session.send(text, cancel=job.cancelled, think=think)
+            done = session.turn_for_key(request_key) if request_key is not None else None
+            if done is not None:
+                return self._repeat(job, session, done, text, request_key)
+            stream = session.send(text, cancel=job.cancelled, think=think, request_key=request_key)
             for piece in stream:
                 job.emit(piece)
             turn = stream.turn
@@ -258,11 +268,23 @@ class Backend:
         return Answer(turn, prompt_tokens=history + len(turn.prompt_tokens), cached_tokens=history,
                       session_name=session.name)
 
+    def _repeat(self, job: Job, session: ChatSession, turn: Turn, text: str, request_key: str | None) -> Answer:
+        """The answer a retried request gets: the saved turn its key made, sent as it was."""
+        from weprompt_cli.server.idempotency import reused_key_error
+
+        if turn.user != session.user_text_of(text):
+            raise reused_key_error(request_key or "", session.name)
+        job.emit(turn.assistant)
+        before = session.opened.meta.prefix_tokens + sum(t.token_count for t in session.turns[: turn.index - 1])
+        return Answer(turn, prompt_tokens=before + len(turn.prompt_tokens), cached_tokens=before,
+                      session_name=session.name)
+
     # ------------------------------------------------------ stateless requests
-    def plan_completion(self, body: ChatCompletionRequest, limits: Limits) -> Plan:
-        """An OpenAI chat completion: bound to a stored session, or stateless with the prefix cache."""
+    def plan_completion(self, body: ChatCompletionRequest, limits: Limits, request_key: str | None = None) -> Plan:
+        """An OpenAI chat completion: bound to a stored session, or stateless with the prefix cache (which
+        stores nothing, so it ignores `request_key`)."""
         if body.session:
-            return self._plan_session(body, limits)
+            return self._plan_session(body, limits, request_key)
         persona = self._persona(body.persona) if body.persona else None
         params = self._params(persona, None, body.overrides(limits))
         messages = [(m.role, m.text()) for m in body.messages]

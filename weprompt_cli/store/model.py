@@ -195,6 +195,9 @@ class Turn:
     think: str | None = None  # the thinking mode of the turn ("off", "on", "bit", "lot"); None: no thinking format
     # Checks of the answer (the SQL advisor's query checks), each a small JSON object.
     checks: tuple[dict[str, Any], ...] = ()
+    # The client's Idempotency-Key of the HTTP request that made this turn: a retry with the same key gets
+    # this turn back instead of a second one. None for turns typed in the REPL (the line then has no field).
+    request_key: str | None = None
 
     @property
     def token_count(self) -> int:
@@ -204,6 +207,8 @@ class Turn:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["checks"] = [dict(c) for c in self.checks]
+        if self.request_key is None:
+            del d["request_key"]
         d["schema_version"] = TRANSCRIPT_SCHEMA
         return d
 
@@ -237,6 +242,7 @@ class Turn:
             thought_tokens=_get(d, "thought_tokens", int),
             think=_get(d, "think", str, optional=True),
             checks=tuple(_check_list(d)),
+            request_key=_get(d, "request_key", str, optional=True),
         )
 
 
