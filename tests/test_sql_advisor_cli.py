@@ -127,6 +127,13 @@ def test_demo_database_in_a_terminal_ask_see_the_check_run_the_table(weprompt_ho
         child.sendline("/run")
         child.expect_exact("the last answer has no SQL to run")
         child.expect_exact(prompt)
+        child.sendline("/history")  # the marks come back with the answers they checked
+        child.expect_exact("How many customers are there?")
+        child.expect_exact("✓ SQL valid (checked with EXPLAIN on SQLite)")
+        child.expect_exact("Delete customer 12.")
+        child.expect_exact("✓ SQL valid (checked with EXPLAIN on SQLite; it changes data: DELETE)")
+        child.expect_exact("Tell me a joke.")
+        child.expect_exact(prompt)
         child.sendline("/quit")
         child.expect_exact("saved: weprompt resume demo1")
         child.expect(pexpect.EOF)
@@ -145,6 +152,12 @@ def test_demo_database_in_a_terminal_ask_see_the_check_run_the_table(weprompt_ho
                                    "mark": "✓ SQL valid (checked with EXPLAIN on SQLite)",
                                    "checks": [{"status": "valid", "problem": None}]}]
     assert "```" not in turns[2]["assistant"] and turns[2]["checks"] == []  # no SQL, no mark
+    shown = run(weprompt_home, "sessions", "show", "demo1")
+    assert shown.returncode == 0, shown.stderr
+    assert flat(shown.stdout).count("✓ SQL valid") == 2
+    exported = run(weprompt_home, "sessions", "export", "demo1")
+    assert "- ✓ SQL valid (checked with EXPLAIN on SQLite; it changes data: DELETE)" in exported.stdout
+    assert exported.stdout.count("✓") == 2
     [demo_copy] = (weprompt_home / "cache" / "db").glob("demo-shop-*.sqlite")
     conn = sqlite3.connect(demo_copy)
     assert conn.execute("SELECT count(*) FROM customers WHERE id = 12").fetchone() == (0,)  # the confirmed write

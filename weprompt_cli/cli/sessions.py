@@ -142,6 +142,7 @@ def show(ref: str = typer.Argument(..., help="Session name, id or unique id pref
     """Show a session's transcript."""
     from rich.text import Text
 
+    from weprompt_cli.render.transcript import mark_text
     from weprompt_cli.store.states import state_files
 
     store = _store()
@@ -160,6 +161,8 @@ def show(ref: str = typer.Argument(..., help="Session name, id or unique id pref
         out.print(Text(t.user))
         out.print(Text("Assistant", style="bold green"))
         out.print(Text(t.assistant))
+        for mark in t.marks:
+            out.print(mark_text(mark))
         note = _stop_note(t)
         if note:
             out.print(Text(f"({note})", style="yellow"))

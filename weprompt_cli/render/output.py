@@ -145,6 +145,7 @@ class Output:
         if len(turns) > count:
             self.dim(f"... {len(turns) - count} earlier turns (/history shows all)")
         render_turns(
-            self.out, [(t.user, t.assistant, t.stop_reason, t.thought_tokens if t.reasoning else 0) for t in shown],
+            self.out,
+            [(t.user, t.assistant, t.stop_reason, t.thought_tokens if t.reasoning else 0, t.marks) for t in shown],
             max_lines=max_lines,
         )

@@ -13,9 +13,17 @@ from weprompt_cli.render.status import STOP_NOTES
 from weprompt_cli.render.stream import DEFAULT_CODE_THEME
 
 
+MARK_STYLES = {"✓": "green", "✗": "red", "?": "yellow"}  # a check's mark by its first character
+
+
+def mark_text(mark: str) -> Text:
+    """One check's mark line ("✓ valid SQL ...") in its colour."""
+    return Text(mark, style=MARK_STYLES.get(mark[:1], "dim"))
+
+
 def render_turns(
     console: Console,
-    turns: list[tuple[str, str, str]] | list[tuple[str, str, str, int]],
+    turns: list[tuple[str, str, str]] | list[tuple[str, str, str, int]] | list[tuple[str, str, str, int, list[str]]],
     *,
     first_number: int | None = None,
     user_label: str = "You",
@@ -23,7 +31,7 @@ def render_turns(
     max_lines: int | None = None,
     fold_hint: str = "see /history or 'weprompt sessions show'",
 ) -> None:
-    """Print turns of ``(user text, assistant Markdown, stop_reason[, thought tokens])``, oldest first.
+    """Print turns of ``(user text, assistant Markdown, stop_reason[, thought tokens[, check marks]])``, oldest first.
 
     User text is shown as typed (never read as markup); the answer as Markdown, as it
     looked when it streamed; a turn that did not stop normally says why. With
@@ -31,13 +39,15 @@ def render_turns(
     ``max_lines``, an answer longer than that on screen is folded: its first
     ``max_lines`` lines, then one dim line saying how many more there are and
     ``fold_hint`` (None, the default: every answer in full). A turn whose model thought
-    first (thought tokens > 0) shows the thought folded to one dim line.
+    first (thought tokens > 0) shows the thought folded to one dim line; the marks of the
+    answer's checks (the SQL advisor's ✓ / ✗ lines) follow it as they did live.
     """
     from weprompt_cli.chat.thinking import fold_status
 
     for index, turn in enumerate(turns):
         user, assistant, stop_reason = str(turn[0]), str(turn[1]), str(turn[2])
         thought = int(turn[3]) if len(turn) > 3 else 0
+        marks = [str(m) for m in turn[4]] if len(turn) > 4 else []  # type: ignore[misc]
         if index:
             console.line()
         label = user_label if first_number is None else f"#{first_number + index} {user_label}"
@@ -50,6 +60,8 @@ def render_turns(
                 console.print(answer)
             else:
                 _print_folded(console, answer, max(1, max_lines), fold_hint)
+        for mark in marks:
+            console.print(mark_text(printable(mark)), highlight=False)
         note = STOP_NOTES.get(stop_reason, stop_reason)
         if note:
             console.print(Text(f"({note})", style="dim"))

@@ -20,17 +20,14 @@ if TYPE_CHECKING:
     from weprompt_cli.store import Turn
 
 
-_MARK_STYLES = {"✓": "green", "✗": "red", "?": "yellow"}
-
-
 def show_checks(out: Output, turn: Turn | None) -> None:
     """The one-line SQL mark of each check recorded with `turn` (nothing when it has none)."""
+    from weprompt_cli.render.transcript import mark_text
+
     if turn is None:
         return
-    for record in turn.checks:
-        mark = record.get("mark")
-        if isinstance(mark, str) and mark:
-            out.err.print(mark, style=_MARK_STYLES.get(mark[:1], "dim"), markup=False, highlight=False)
+    for mark in turn.marks:
+        out.err.print(mark_text(mark), highlight=False)
 
 
 def show_fix(out: Output, request: str, attempt: int) -> None:

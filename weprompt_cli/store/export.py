@@ -40,6 +40,8 @@ def export_markdown(meta: SessionMeta, turns: Sequence[Turn], *, thoughts: bool 
         if thoughts and t.reasoning:
             parts += ["", f"**Thought** ({t.thought_tokens} tokens)", "", *(f"> {line}" if line else ">" for line in t.reasoning.splitlines())]
         parts += ["", "**Assistant**", "", t.assistant]
+        if t.marks:
+            parts += ["", *(f"- {mark}" for mark in t.marks)]
         note = stop_note(t)
         if note:
             parts += ["", f"*({note})*"]

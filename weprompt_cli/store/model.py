@@ -200,6 +200,11 @@ class Turn:
     request_key: str | None = None
 
     @property
+    def marks(self) -> list[str]:
+        """The one-line mark of each check of the answer ("✓ valid SQL ...", "✗ ..."), in order."""
+        return [m for c in self.checks if isinstance(m := c.get("mark"), str) and m]
+
+    @property
     def token_count(self) -> int:
         """Tokens this turn fed to the model (prompt + reply)."""
         return len(self.prompt_tokens) + len(self.reply_tokens)
