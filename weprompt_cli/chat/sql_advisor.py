@@ -124,17 +124,23 @@ class SqlAdvisor:
         session.annotate = self.annotate
 
     def annotate(self, turn: Turn) -> Turn:
-        """`turn` with its answer's check recorded (`Turn.checks`); unchanged when it has no SQL or was stopped."""
+        """`turn` with its answer's check recorded (`Turn.checks`); unchanged when it has no SQL or was stopped.
+
+        Remembers the check for `fix_request` (one conversation at a time: the REPL's, `chat -m`'s)."""
+        turn, check = self.checked(turn)
+        self._checked = (turn, check) if check is not None else None
+        return turn
+
+    def checked(self, turn: Turn) -> tuple[Turn, AnswerCheck | None]:
+        """`turn` with its answer's check recorded, and the check (None: no SQL, or the answer was stopped).
+
+        Keeps nothing, so many conversations may call it at once (the HTTP server's)."""
         if turn.stop_reason == "interrupted":
-            self._checked = None  # the user stopped it: nothing to check or fix
-            return turn
+            return turn, None  # the user stopped it: nothing to check or fix
         check = self.check(turn.assistant)
         if check.mark is None:
-            self._checked = None
-            return turn
-        turn = dataclasses.replace(turn, checks=({"kind": "sql", "db": self.display, **check.record()},))
-        self._checked = (turn, check)
-        return turn
+            return turn, None
+        return dataclasses.replace(turn, checks=({"kind": "sql", "db": self.display, **check.record()},)), check
 
     def check(self, answer: str) -> AnswerCheck:
         """The verdict on every SQL block of `answer` (never raises for a bad query)."""

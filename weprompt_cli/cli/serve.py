@@ -31,9 +31,14 @@ def serve(
     prefill_budget: int = typer.Option(
         128, "--prefill-budget", help="Prompt tokens fed between two decode steps (keeps running answers steady)."
     ),
+    db: str | None = typer.Option(
+        None, "--db", help="A database for the sql persona (SQLite path, URL, or demo): its schema in the prompt, "
+        "every answer's SQL checked read-only (a password: in the URL or $WEPROMPT_DB_PASSWORD).",
+    ),
 ) -> None:
     """Serve the model over HTTP: /generate-response, /v1/chat/completions, /v1/models, /health."""
     # fastapi and uvicorn are imported here and in weprompt_cli.server only, never at CLI import.
+    from weprompt_cli.chat.sql_advisor import NO_DB, SqlAdvisor
     from weprompt_cli.cli.loading import load_engine_for_cli
     from weprompt_cli.context import Context
     from weprompt_cli.render.output import Output
@@ -65,7 +70,18 @@ def serve(
     ctx = Context.create(verbose=verbose)
     out = Output.for_context(ctx)
     config = ctx.config
-    sock = bind_socket(host, port)  # a taken port fails before the model loads
+    advisor = None
+    if db is not None and db.strip().lower() not in NO_DB:
+        advisor = SqlAdvisor.open(db, cache_dir=ctx.home.cache / "db", fix=0)  # before the model: fails fast
+        out.info(f"database {advisor.describe()}")
+        for note in advisor.notes():
+            out.warn(note)
+    try:
+        sock = bind_socket(host, port)  # a taken port fails before the model loads
+    except BaseException:
+        if advisor is not None:
+            advisor.close()
+        raise
     try:
         engine = load_engine_for_cli(ctx, out, model, strategy, graph=not no_graph)
         engine, workers, note = serving_engine(engine, max_batch, prefill_budget)
@@ -76,7 +92,9 @@ def serve(
             cache=CacheBounds(max_entries=cache_entries, max_bytes=cache_mb * 1024 * 1024),
             max_batch=workers, batching_note=note,
         )
-        backend = Backend(engine, SessionStore(ctx.home), config, settings)
+        backend = Backend(engine, SessionStore(ctx.home), config, settings, advisor=advisor)
         run_server(create_app(backend, settings), sock, on_ready=announce)
     finally:
         sock.close()
+        if advisor is not None:
+            advisor.close()

@@ -263,6 +263,8 @@ def create_app(backend: Backend, settings: ServerSettings) -> FastAPI:
         }
         if outcome.session_name:
             response["session"] = outcome.session_name
+        if outcome.checks:
+            response["checks"] = outcome.checks  # `--db`: the answer's SQL checked on the server's database
         return response
 
     return app

@@ -35,6 +35,7 @@ from weprompt_cli.server.worker import Job, JobCancelled
 
 if TYPE_CHECKING:
     from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.chat.sql_advisor import SqlAdvisor
     from weprompt_cli.config import Config
     from weprompt_cli.engine.base import Engine
     from weprompt_cli.engine.generation import GenerationResult
@@ -58,6 +59,11 @@ class Answer:
     @property
     def text(self) -> str:
         return self.turn.assistant
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        """The checks of the answer's SQL on the server's database (`--db`), as the transcript keeps them."""
+        return [dict(c) for c in self.turn.checks]
 
     def message(self) -> dict[str, Any]:
         """OpenAI's assistant message; a thinking model's thought as `reasoning_content` beside the answer."""
@@ -101,8 +107,16 @@ def model_id_of(engine: Engine) -> str:
 class Backend:
     """One loaded model and the session store, behind the API."""
 
-    def __init__(self, engine: Engine, store: SessionStore, config: Config, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SessionStore,
+        config: Config,
+        settings: ServerSettings,
+        advisor: SqlAdvisor | None = None,
+    ) -> None:
         self.engine = engine
+        self.advisor = advisor  # `--db`: the sql persona sees this database's schema, its answers are checked
         self.fmt = chat_format_for(engine.info, engine.tokenizer)
         self.store = store
         self.config = config
@@ -131,6 +145,7 @@ class Backend:
             "tokens_generated": self.engine.counters.generated,
             "cancelled": self.cancelled,
             "prefix_cache": self.cache.stats().to_dict(),
+            "db": self.advisor.describe() if self.advisor is not None else None,
         }
 
     def batching(self) -> dict[str, Any]:
@@ -162,9 +177,24 @@ class Backend:
         )
 
     def _persona(self, name: str | None) -> Persona:
+        """The persona named (or the default), its `{schema}` filled for the server's database."""
         from weprompt_cli.personas import DEFAULT_PERSONA, find_persona
 
-        return find_persona(name or self.config.default_persona or DEFAULT_PERSONA, home=self.store.home)
+        return self._with_db(find_persona(name or self.config.default_persona or DEFAULT_PERSONA,
+                                          home=self.store.home))
+
+    def _with_db(self, persona: Persona) -> Persona:
+        return self.advisor.persona(persona) if self.advisor is not None else persona
+
+    def _on_db(self, meta: SessionMeta) -> bool:
+        """True when the session was made on the server's database (its prompt holds that schema)."""
+        from weprompt_cli.chat.sql_advisor import stored_target
+
+        return self.advisor is not None and stored_target(meta.extra)[0] == self.advisor.display
+
+    def _checked(self, turn: Turn) -> Turn:
+        """`turn` with its SQL checked on the server's database (unchanged without one)."""
+        return self.advisor.checked(turn)[0] if self.advisor is not None else turn
 
     # --------------------------------------------------------- stored sessions
     def plan_discussion(self, body: GenerateRequest, limits: Limits, request_key: str | None = None) -> Plan:
@@ -237,12 +267,16 @@ class Backend:
         meta = self._find(name)
         if meta is None:
             params = self._params(persona, None, overrides)
+            if self.advisor is not None and persona.takes_schema:
+                extra = {**extra, **self.advisor.session_extra(persona)}
             session = ChatSession.start(self.engine, self.store, persona, params, fmt=self.fmt, name=name, extra=extra)
         else:
             opened = self.store.open(meta.id)  # LockedError (409) while the REPL has it open
             try:
                 try:
                     stored_persona: Persona | None = find_persona(opened.meta.persona, home=self.store.home)
+                    if self._on_db(opened.meta):
+                        stored_persona = self._with_db(stored_persona)
                 except NotFoundError:
                     stored_persona = None  # the persona file is gone: its state is in the checkpoints anyway
                 params = self._params(None, opened.meta.sampling, overrides)
@@ -251,6 +285,8 @@ class Backend:
                 opened.close()
                 raise
         self._ids[name] = session.id
+        if self._on_db(session.opened.meta):
+            session.annotate = self._checked  # a session made on this database: its answers are checked
         with session:
             history = session.opened.meta.prefix_tokens + sum(t.token_count for t in session.turns)
             done = session.turn_for_key(request_key) if request_key is not None else None
@@ -342,9 +378,10 @@ class Backend:
 
         before = engine.clone_state(state) if self.cache.enabled else None
 
-        def remember(turn: Turn, result: GenerationResult) -> None:
+        def remember(turn: Turn, result: GenerationResult) -> Turn:
             if result.stop_reason != "interrupted" and before is not None:
                 self._remember_reply(keys[-1], ends[-1], ids, before, state, result)
+            return self._checked(turn) if persona is not None and persona.takes_schema else turn
 
         stream = TurnStream(
             engine,
