@@ -54,8 +54,11 @@ def test_sql_answers_on_the_demo_database_carry_their_check(demo_server: Server)
         assert r.status_code == 200 and set(r.json()) == {"generated_text"}  # WePrompt 1.0's contract unchanged
         no_sql = chat(client, session="chat", persona="sql", messages=[{"role": "user", "content": "Tell me a joke."}])
         assert "checks" not in no_sql
-    [turn] = turns_of(demo_server.home, "shop")
-    assert [c["mark"] for c in turn.checks] == [check["mark"]]
+        # the next turn opens the stored session again: still on this database, still checked
+        again = chat(client, session="shop", messages=[{"role": "user", "content": "Delete customer 12."}])
+        assert again["checks"][0]["mark"].startswith("✓ SQL valid") and "DELETE" in again["checks"][0]["mark"]
+    first, second = turns_of(demo_server.home, "shop")
+    assert [c["mark"] for c in first.checks] == [check["mark"]] and second.checks == tuple(again["checks"])
     assert turns_of(demo_server.home, "u-ana--1")[0].checks[0]["mark"].startswith("✓")
     meta, _turns, _ = SessionStore(Home(demo_server.home, "test")).read("shop")
     assert meta.extra["db"]["target"] == "demo"
