@@ -118,7 +118,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     model = tiny_model("v7", tmp_path_factory.getbasetemp() / "tiny-models")
     home = tmp_path_factory.mktemp("cluster") / "home"
     home.mkdir()
-    c = Cluster(home, model, "--lease", "3", "--simulate-hosts")
+    c = Cluster(home, model, "--lease", "3", "--simulate-hosts", "--db", "demo")
     yield c
     c.stop()
 
@@ -192,6 +192,7 @@ def test_health_names_its_replica_and_routing(client: httpx.Client) -> None:
     replica_of(r)
     assert r.headers["x-weprompt-route"] == "any"
     assert r.json()["batching"]["enabled"] and r.json()["batching"]["max_batch"] == 16  # batched, as `weprompt serve`
+    assert r.json()["stats"]["db"] == "demo (SQLite, 5 tables)"  # --db reached the replica
     bad = client.post("/generate-response", json={"user_message": "x", "user_id": "a--b", "discussion_id": "1"})
     assert bad.status_code == 400 and "user_id" in bad.json()["error"]["message"]
 

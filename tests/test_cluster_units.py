@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -260,3 +261,28 @@ def test_a_bad_batch_setting_is_one_line(tmp_path: Path, flags: tuple[str, str])
     assert out.returncode == 2 and out.stdout == "", out
     assert out.stderr.strip().splitlines()[0] == "weprompt: error: --max-batch must be 1 to 254 and --prefill-budget at least 1"
     assert "Traceback" not in out.stderr
+
+
+def test_config_with_db_carries_the_databases_place_and_never_its_password(tmp_path: Path) -> None:
+    import sqlite3
+
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"not read here")
+    sqlite3.connect(tmp_path / "crm.sqlite").executescript("CREATE TABLE clients (id INTEGER PRIMARY KEY);")
+    env = {**os.environ, "WEPROMPT_HOME": str(tmp_path / "home")}
+
+    def config(db: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "weprompt_cli", "cluster", "config", "--model", str(model),
+                               "--db", db], capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=60)
+
+    out = config("crm.sqlite")  # relative to where the command runs: the replicas get the absolute path
+    assert out.returncode == 0, out.stderr
+    yaml = pytest.importorskip("yaml")
+    assert yaml.safe_load(out.stdout)["applications"][0]["args"]["db"] == str(tmp_path / "crm.sqlite")
+    refused = config("postgresql://me:s3cret@localhost/shop")
+    assert refused.returncode != 0 and refused.stdout == "" and "s3cret" not in refused.stderr
+    assert refused.stderr.splitlines()[0] == ("weprompt: error: a cluster's --db URL must not hold the password: "
+                                             "it would travel in Ray's config")
+    missing = config("nope.sqlite")
+    assert missing.returncode != 0 and missing.stdout == "" and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("weprompt: error: ") and not (tmp_path / "nope.sqlite").exists()

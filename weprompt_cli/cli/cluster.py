@@ -30,12 +30,14 @@ _MB = typer.Option(256, "--cache-mb", help="Prefix state cache per replica: most
 _BATCH = typer.Option(16, "--max-batch", help="Requests each replica answers at once, advanced together (1: one at a time).")
 _PREFILL = typer.Option(128, "--prefill-budget", help="Prompt tokens a replica feeds between two decode steps.")
 _LEASE = typer.Option(15.0, "--lease", help="Seconds a session lock outlives a lost host before another may take it.")
+_DB = typer.Option(None, "--db", help="A database for the sql persona (SQLite path, URL, or demo), as `serve --db`; "
+                   "a password only in $WEPROMPT_DB_PASSWORD on every node.")
 
 
 def _options(
     model: str | None, strategy: str | None, replicas: int, gpus: float, cpus: float, host: str, port: int,
     api_key: str | None, cap: int, entries: int, mb: int, lease: float, max_batch: int, prefill_budget: int, *,
-    simulate_hosts: bool = False,
+    db: str | None = None, simulate_hosts: bool = False,
 ) -> tuple[object, str]:
     """ClusterOptions from the flags (the model resolved here, once), and the strategy used."""
     from weprompt_cli.cluster.options import ClusterOptions, ReplicaSpec
@@ -62,11 +64,30 @@ def _options(
         max_batch=max_batch,
         prefill_budget=prefill_budget,
         simulate_hosts=simulate_hosts,
+        db=_cluster_db(db, ctx),
     )
     options = ClusterOptions(spec=spec, replicas=replicas, cpus_per_replica=cpus, gpus_per_replica=gpus,
                              host=host, port=port)
     options.check()
     return options, strategy
+
+
+def _cluster_db(spec: str | None, ctx: object) -> str | None:
+    """The database every replica opens, checked here (one line if it cannot be opened); its display form.
+
+    The spec travels to the replicas in Ray's config (and in `cluster config`'s YAML), so a password
+    written into the URL is refused: each node reads it from $WEPROMPT_DB_PASSWORD.
+    """
+    from weprompt_cli.chat.sql_advisor import NO_DB, SqlAdvisor
+    from weprompt_cli.db import parse_target
+
+    if spec is None or spec.strip().lower() in NO_DB:
+        return None
+    if parse_target(spec, environ={}).password is not None:
+        raise UsageError("a cluster's --db URL must not hold the password: it would travel in Ray's config",
+                         hint="set WEPROMPT_DB_PASSWORD on every node and leave the password out of the URL")
+    with SqlAdvisor.open(spec, cache_dir=ctx.home.cache / "db", fix=0) as advisor:  # type: ignore[attr-defined]
+        return advisor.display
 
 
 @cluster_app.command("serve")
@@ -88,6 +109,7 @@ def cluster_serve(
     lease: float = _LEASE,
     max_batch: int = _BATCH,
     prefill_budget: int = _PREFILL,
+    db: str | None = _DB,
     num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of a local Ray cluster (default: enough for the replicas)."),
     simulate_hosts: bool = typer.Option(False, "--simulate-hosts", hidden=True),
 ) -> None:
@@ -100,7 +122,7 @@ def cluster_serve(
         port = free_port(host)
     options, strategy = _options(model, strategy, replicas, gpus_per_replica, cpus_per_replica, host, port, key,
                                  max_tokens, cache_entries, cache_mb, lease, max_batch, prefill_budget,
-                                 simulate_hosts=simulate_hosts)
+                                 db=db, simulate_hosts=simulate_hosts)
     assert isinstance(options, ClusterOptions)
 
     def ready(url: str, warnings: list[str]) -> None:
@@ -130,6 +152,7 @@ def cluster_config(
     lease: float = _LEASE,
     max_batch: int = _BATCH,
     prefill_budget: int = _PREFILL,
+    db: str | None = _DB,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML here instead of stdout."),
 ) -> None:
     """Print the `serve deploy` YAML for a Ray cluster you run (the home and model paths as resolved here)."""
@@ -138,7 +161,7 @@ def cluster_config(
 
     # A key placeholder passes the bind check; the YAML never holds the key itself.
     options, _ = _options(model, strategy, replicas, gpus_per_replica, cpus_per_replica, host, port, "set-on-nodes",
-                          max_tokens, cache_entries, cache_mb, lease, max_batch, prefill_budget)
+                          max_tokens, cache_entries, cache_mb, lease, max_batch, prefill_budget, db=db)
     assert isinstance(options, ClusterOptions)
     text = ClusterOptions(**{**options.__dict__, "proxy_location": "EveryNode"}).yaml()
     if output is None:

@@ -34,6 +34,7 @@ class ReplicaSpec:
     lease_s: float = 15.0  # session lock lease (see store/lock.py)
     handover_s: float | None = None  # how long a request waits for a session held elsewhere; None: lease + 7 s
     simulate_hosts: bool = False  # tests: each replica plays its own host (own host id, no flock)
+    db: str | None = None  # `--db`: the database's display form (never a password: that is $WEPROMPT_DB_PASSWORD)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -206,7 +206,12 @@ class Replica:
             max_batch=workers,
             batching_note=note,
         )
-        self.backend = Backend(engine, SessionStore(home), config, settings)
+        advisor = None
+        if spec.db:  # the password, if any, from this node's $WEPROMPT_DB_PASSWORD
+            from weprompt_cli.chat.sql_advisor import SqlAdvisor
+
+            advisor = SqlAdvisor.open(spec.db, cache_dir=home.cache / "db", fix=0)
+        self.backend = Backend(engine, SessionStore(home), config, settings, advisor=advisor)
         self.name = f"{replica_id} (pid {os.getpid()} on {socket.gethostname()})"
         self.app = ReplicaFront(
             create_app(self.backend, settings),
