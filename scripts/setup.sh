@@ -7,7 +7,8 @@
 #   scripts/setup.sh --gguf     + the llama.cpp backend for GGUF models (builds llama.cpp once: 5-10 min)
 #   scripts/setup.sh --cluster  + Ray Serve, for many replicas (`weprompt cluster serve`)
 #   scripts/setup.sh --dev      everything the test suite needs: test tools, the HTTP API, the GGUF
-#                               backend, Ray, the PostgreSQL driver, and (as root, with apt) a PostgreSQL server
+#                               backend, Ray, the PostgreSQL and MySQL drivers, and (as root, with apt)
+#                               PostgreSQL and MariaDB servers
 #
 #   WEPROMPT_TORCH="torch==2.13.0"     the torch requirement to install (default below)
 #   WEPROMPT_TORCH_INDEX=URL           a package index for torch, e.g. PyTorch's CPU or CUDA index
@@ -17,10 +18,10 @@ cd "$(dirname "$0")/.."
 
 extras=()
 gguf=0
-postgres_server=0
+db_servers=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras+=(dev server gguf cluster); gguf=1; postgres_server=1 ;;
+    --dev) extras+=(dev server gguf cluster); gguf=1; db_servers=1 ;;
     --server) extras+=(server) ;;
     --gguf) extras+=(gguf); gguf=1 ;;
     --cluster) extras+=(server cluster) ;;
@@ -58,15 +59,20 @@ else
 fi
 "${pip[@]}" install -e "$spec"
 
-if [ "$postgres_server" = 1 ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+# A database server for the tests that need one (as root, with apt); their tests are skipped without it.
+apt_server() {  # apt_server PACKAGE NAME
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing a PostgreSQL server for the database tests (apt-get)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+    echo "setup: installing a $2 server for the database tests (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-             --no-install-recommends postgresql >/dev/null; } \
-      || echo "setup: could not install PostgreSQL; its tests will be skipped" >&2
+             --no-install-recommends "$1" >/dev/null; } \
+      || echo "setup: could not install $2; its tests will be skipped" >&2
   else
-    echo "setup: no PostgreSQL server found; its tests will be skipped (apt-get install postgresql)" >&2
+    echo "setup: no $2 server found; its tests will be skipped (apt-get install $1)" >&2
   fi
+}
+if [ "$db_servers" = 1 ]; then
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || apt_server postgresql PostgreSQL
+  command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ] || apt_server mariadb-server MariaDB
 fi
 echo "setup: done; run .venv/bin/weprompt --help" >&2

@@ -131,7 +131,7 @@ def check_query(db: Database, sql: str, *, timeout_s: float = DEFAULT_CHECK_TIME
 
     looked_up = True  # every statement not EXPLAINed had its tables and columns looked up
     try:
-        with db.read_only(timeout_s=timeout_s) as conn:
+        with db.explaining(timeout_s=timeout_s) as conn:
             for st in statements:
                 if any(st is e for e in to_explain):
                     problem = _explain(conn, st, db)

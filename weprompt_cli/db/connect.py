@@ -72,6 +72,25 @@ class Database:
                     tx.rollback()
 
     @contextmanager
+    def explaining(self, *, timeout_s: float) -> Iterator[Connection]:
+        """A connection for EXPLAIN (which plans a statement and never runs it), always rolled back.
+
+        Read-only, except on MySQL/MariaDB: their READ ONLY transaction refuses even to EXPLAIN an
+        UPDATE, DELETE or INSERT, so there the transaction is an ordinary one that is rolled back."""
+        if self.kind != "mysql":
+            with self.read_only(timeout_s=timeout_s) as conn:
+                yield conn
+            return
+        with self._connect(self._read) as conn:
+            tx = conn.begin()
+            try:
+                with _statement_timeout(conn, self.kind, timeout_s):
+                    yield conn
+            finally:
+                if tx.is_active:
+                    tx.rollback()
+
+    @contextmanager
     def writable(self, *, timeout_s: float) -> Iterator[Connection]:
         """A connection in a transaction that commits when the block ends and rolls back on an error."""
         with self._connect(self._write) as conn, conn.begin(), _statement_timeout(conn, self.kind, timeout_s):

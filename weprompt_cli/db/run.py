@@ -78,6 +78,10 @@ def cell_text(value: Any, *, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# Statements MySQL/MariaDB commit implicitly, ending the transaction around them (by their first word).
+IMPLICIT_COMMIT = frozenset({"CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "GRANT", "REVOKE", "LOCK", "UNLOCK"})
+
+
 def run_query(
     db: Database,
     sql: str,
@@ -100,6 +104,11 @@ def run_query(
     if not write or (not writes and all(s.parsed for s in statements)):
         return _run(db, sql, statements, write=False, max_rows=max_rows, count_limit=count_limit,
                     timeout_s=timeout_s)
+    committed_at_once = [s for s in statements if (s.kind.split() or [""])[0].upper() in IMPLICIT_COMMIT]
+    if db.kind == "mysql" and committed_at_once and len(statements) > 1:
+        # MySQL commits DDL on the spot: a later failure could not roll the block back.
+        raise UnsafeError(f"MySQL commits {committed_at_once[0].kind} at once, so this block could not be undone if a "
+                          "later statement failed", hint="run its statements one at a time", path=db.display)
     if confirm is None:
         raise ValueError("a write needs a confirm callback")
     kinds = ", ".join(dict.fromkeys(s.kind for s in (writes or statements)))
