@@ -52,11 +52,11 @@ class _Backend:
         FileLock.acquire(self.lock_path, label="session u-lin--1").release()
         raise AssertionError("the test holds this lock: acquire must refuse")
 
-    def plan_discussion(self, body: Any, limits: Any) -> _Plan:
+    def plan_discussion(self, body: Any, limits: Any, request_key: str | None = None) -> _Plan:
         self.planned += 1
         return _Plan(self._turn, "u-lin--1")
 
-    def plan_completion(self, body: Any, limits: Any) -> _Plan:
+    def plan_completion(self, body: Any, limits: Any, request_key: str | None = None) -> _Plan:
         self.planned += 1
         return _Plan(self._turn, "u-lin--1")
 
