@@ -106,14 +106,14 @@ def k_prepare(a: dict[str, Any]) -> dict[str, Any]:
 def k_speed(a: dict[str, Any]) -> dict[str, Any]:
     """Greedy decode (engine.generate, stop=()) and prefill (engine.feed) against the bare loop, interleaved."""
     import numpy as np
-    import torch
 
-    set_threads(a["threads"])
     path, n, p, repeat = Path(a["path"]), a["tokens"], a["prefill"], a["repeat"]
+    if path.suffix != ".gguf":  # a GGUF engine samples with numpy: its process never imports torch
+        set_threads(a["threads"])
     mem0 = memory()
     engine, load_s = load(path, Path(a["cache"]))
     mem_load = memory()
-    from weprompt_cli.engine import Sampler, SamplingParams
+    from weprompt_cli.engine import SamplingParams
 
     prompt = prompt_ids(engine, p)
     start = engine.zero_state()
@@ -124,7 +124,7 @@ def k_speed(a: dict[str, Any]) -> dict[str, Any]:
 
     def engine_decode() -> int:
         state = engine.clone_state(start)
-        gen = engine.generate(first, state, Sampler(greedy), stop=(), max_tokens=n)
+        gen = engine.generate(first, state, engine.new_sampler(greedy), stop=(), max_tokens=n)
         for _piece in gen:
             pass
         tokens["engine"] = gen.result.tokens
@@ -138,7 +138,7 @@ def k_speed(a: dict[str, Any]) -> dict[str, Any]:
     if gguf:
         ctx = engine.context
         start_blob = engine.clone_state(start).blob  # taken before the raw loop touches sequence 0
-        first_np = first.numpy()
+        first_np = np.asarray(first)
 
         def bare_decode() -> int:
             ctx.clear(0)
@@ -155,6 +155,8 @@ def k_speed(a: dict[str, Any]) -> dict[str, Any]:
             ctx.eval(prompt, 0)
             return len(prompt)
     else:
+        import torch
+
         model = engine.model
         start_t = [t.clone() for t in start]
 
@@ -187,7 +189,8 @@ def k_speed(a: dict[str, Any]) -> dict[str, Any]:
         "backend": engine.backend, "format": engine.info.quantization or "fp32", "strategy": engine.strategy,
         "load_s": load_s, "rates": rates, "same_tokens": tokens.get("engine") == tokens.get("bare"),
         "file_bytes": path.stat().st_size, "n_params": engine.info.n_params,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
+        "torch_imported": "torch" in sys.modules,
         "llama_threads": engine.context.n_threads if gguf else None,
         "rss_start_kib": mem0["VmRSS"], "rss_loaded_kib": mem_load["VmRSS"],
         "rss_end_kib": mem_end["VmRSS"], "peak_rss_kib": mem_end["VmHWM"],
@@ -377,7 +380,7 @@ def k_tf(a: dict[str, Any]) -> dict[str, Any]:
     for ids in docs:
         state = engine.zero_state()
         for token in ids:
-            rows.append(engine.feed([token], state).numpy())
+            rows.append(np.asarray(engine.feed([token], state)))  # torch (.pth) or numpy (GGUF) logits
     seconds = time.perf_counter() - t0
     logits = np.stack(rows).astype(np.float32)
     digest = hashlib.sha1(json.dumps(docs).encode()).hexdigest()[:12]
@@ -408,7 +411,7 @@ def k_tf(a: dict[str, Any]) -> dict[str, Any]:
 
 def k_ask(a: dict[str, Any]) -> dict[str, Any]:
     """`training.demo_run`'s greedy answers (same prompts, same loop) through `load_engine`, for any format."""
-    import torch
+    import numpy as np
 
     from training.corpus import fold, persona_prefix
 
@@ -432,7 +435,7 @@ def k_ask(a: dict[str, Any]) -> dict[str, Any]:
         out: list[int] = []
         text, ended = "", False
         while len(out) < a["max_tokens"]:
-            nxt = int(torch.argmax(logits))
+            nxt = int(np.argmax(np.asarray(logits)))
             out.append(nxt)
             text = engine.tokenizer.decode(out)
             if sep in text:

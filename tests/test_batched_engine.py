@@ -88,7 +88,7 @@ def run(engine: Any, spec: Spec, *, chunk: int = 256) -> dict[str, Any]:
     state = engine.zero_state()
     cancelled = threading.Event()
     logits = engine.feed(engine.encode(spec.prompt), state, chunk=chunk)
-    generation = engine.generate(logits, state, Sampler(spec.params), stop=spec.stop, max_tokens=spec.max_tokens,
+    generation = engine.generate(logits, state, engine.new_sampler(spec.params), stop=spec.stop, max_tokens=spec.max_tokens,
                                  cancel=cancelled.is_set)
     pieces = 0
     for _ in generation:
@@ -369,7 +369,7 @@ def test_llama_cpp_streams_batched_in_one_eval_give_their_solo_answers(tmp_path:
                 assert mine["tokens"] == alone["tokens"]
                 a = solo_engine.state_from_tensors(alone["state"])
                 b = batched.state_from_tensors(mine["state"])
-                la = solo_engine.feed([5], a).numpy()
+                la = np.asarray(solo_engine.feed([5], a))  # the llama.cpp engine: numpy logits
                 lb = batched.feed([5], b).numpy()
                 assert np.allclose(la, lb, rtol=RTOL, atol=ATOL)
         finally:

@@ -141,7 +141,7 @@ def sample_alternatives(
             params=alternative_params(session.params, k),
             stops=stops,
             ban=banned_tokens(session.fmt, engine.tokenizer),
-            prefilled=logits.clone(),
+            prefilled=logits.clone() if hasattr(logits, "clone") else logits.copy(),  # torch or numpy
             think=last.think,
             cancel=cancel,
         )

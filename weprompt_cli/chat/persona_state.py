@@ -72,7 +72,8 @@ def persona_state(
     path = cache_path(cache_dir, engine, fmt, persona)
     if path.is_file():
         try:
-            tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint, layout=engine.state_format)
+            tensors = decode_state(path, turn=0, fingerprint=engine.fingerprint, layout=engine.state_format,
+                                   framework=engine.tensor_framework)
             _, metadata, _ = read_header(path, 0)
             return engine.state_from_tensors(tensors), int(metadata.get("tokens", "0")), True
         except (StateUnavailable, ValueError):

@@ -318,11 +318,13 @@ class ChatSession:
         fp = self.engine.fingerprint
         try:
             return self.engine.state_from_tensors(
-                self.opened.load_state(turn, fingerprint=fp, layout=self.engine.state_format)
+                self.opened.load_state(turn, fingerprint=fp, layout=self.engine.state_format,
+                                       framework=self.engine.tensor_framework)
             )
         except StateUnavailable as exc:
             problem = exc
-        found = self.opened.nearest_state(turn, fingerprint=fp, layout=self.engine.state_format)
+        found = self.opened.nearest_state(turn, fingerprint=fp, layout=self.engine.state_format,
+                                          framework=self.engine.tensor_framework)
         if found is None:
             self.notify(f"warning: no usable saved state ({problem}); replaying all {turn} turns")
             return self._rebuild_from_scratch(progress=progress, upto=turn)

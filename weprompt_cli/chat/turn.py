@@ -99,7 +99,6 @@ class TurnStream(Iterator[str]):
         return self.turn.assistant if self.turn else ""
 
     def _run(self) -> Iterator[str]:
-        from weprompt_cli.engine.sampling import Sampler
         from weprompt_cli.store import Turn, utc_now
 
         started_at = utc_now()
@@ -116,7 +115,7 @@ class TurnStream(Iterator[str]):
         generation = self.engine.generate(
             logits,
             self.state,
-            Sampler(self.params),
+            self.engine.new_sampler(self.params),
             stop=self.stops,
             max_tokens=self.params.max_tokens,
             cancel=self.cancel,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from weprompt_cli.engine.generation import DecodeStep
     from weprompt_cli.engine.sampling import Sampler
     from weprompt_cli.engine.tokenizer import Tokenizer
+    from weprompt_cli.params import SamplingParams
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -54,6 +55,8 @@ class Engine(ABC):
       strategy     how it runs, in the backend's words ("cpu fp32", "cuda fp16", "cpu q8_0"...)
       tokenizer    WePrompt's tokenizer for the model (encode/decode/token_bytes)
       state_format the layout name written into state checkpoints ("rwkv", "llama.cpp-seq")
+      tensor_framework  what its logits and state tensors are: "torch" tensors or "numpy" arrays (a
+                   llama.cpp engine needs no torch in the process: its sampler and checkpoints are numpy)
       notes        what loading decided and why (kernel, decode path, device): the CLI prints them with --verbose
       counters     tokens fed and generated
     """
@@ -63,6 +66,7 @@ class Engine(ABC):
     strategy: str
     tokenizer: Tokenizer
     state_format: str
+    tensor_framework: str = "torch"
 
     def __init__(self, *, cache_dir: Path | None = None) -> None:
         self.notes: list[str] = []
@@ -113,6 +117,16 @@ class Engine(ABC):
         the last one are returned (None if none was fed): check `cancel()` after the call.
         Every backend adds the tokens it fed to `counters.fed`.
         """
+
+    def new_sampler(self, params: SamplingParams) -> Sampler:
+        """A sampler for one reply, working on this engine's logits (torch tensors, or numpy arrays)."""
+        if self.tensor_framework == "numpy":
+            from weprompt_cli.engine.sampling_np import NumpySampler
+
+            return NumpySampler(params)  # type: ignore[return-value]  (the same interface, numpy logits)
+        from weprompt_cli.engine.sampling import Sampler
+
+        return Sampler(params)
 
     @abstractmethod
     def decode_step(self, logits: Any, state: Any, sampler: Sampler) -> DecodeStep:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from weprompt_cli.engine.generation import Generation
     from weprompt_cli.engine.sampling import Sampler
+    from weprompt_cli.params import SamplingParams
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_PREFILL_BUDGET = 128  # prompt tokens fed between two decode steps
@@ -144,7 +145,22 @@ class BatchedEngine(Engine):
             return None
         return self._scheduler.prefill(Prefill(ids, state, chunk, cancel), progress)  # type: ignore[no-any-return]
 
+    @property
+    def tensor_framework(self) -> str:  # type: ignore[override]
+        """The inner engine's: its states are what checkpoints hold."""
+        return self.inner.tensor_framework
+
+    def new_sampler(self, params: SamplingParams) -> Sampler:
+        """The torch sampler: the scheduler samples the batch's rows as torch tensors, whatever the backend."""
+        from weprompt_cli.engine.sampling import Sampler
+
+        return Sampler(params)
+
     def decode_step(self, logits: Any, state: Any, sampler: Sampler) -> Step:
+        if type(logits).__module__ == "numpy":  # logits the inner llama.cpp engine gave (a shared prefill)
+            import torch
+
+            logits = torch.from_numpy(logits)
         return Step(self._scheduler, logits, state, sampler)
 
     def generate(self, logits: Any, state: Any, sampler: Sampler, **kwargs: Any) -> Generation:

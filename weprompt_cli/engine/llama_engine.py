@@ -17,7 +17,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from weprompt_cli.engine.base import Cancel, Engine, Progress
 from weprompt_cli.engine.checkpoint import ModelInfo
@@ -26,8 +28,6 @@ from weprompt_cli.engine.tokenizer import Tokenizer, resolve_tokenizer
 from weprompt_cli.errors import HardwareError, InvalidFileError, UsageError
 
 if TYPE_CHECKING:
-    import torch
-
     from weprompt_cli.engine.llama_context import LlamaContext
 
 STATE_FORMAT = "llama.cpp-seq"  # `{"llama_seq": uint8 tensor}`: llama_state_seq_get_data's blob
@@ -128,7 +128,7 @@ class LlamaState:
 class _Step:
     """The per-token loop on llama.cpp: WePrompt's sampler, then one decode of that token."""
 
-    def __init__(self, engine: LlamaEngine, logits: torch.Tensor, state: LlamaState, sampler: Sampler) -> None:
+    def __init__(self, engine: LlamaEngine, logits: np.ndarray, state: LlamaState, sampler: Sampler) -> None:
         self.engine, self.logits, self.state, self.sampler = engine, logits, state, sampler
 
     def next_token(self) -> int:
@@ -139,7 +139,7 @@ class _Step:
     def observe(self, token: int, text: str) -> None:
         self.sampler.observe(token, text)
 
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> np.ndarray:
         return self.logits
 
 
@@ -148,6 +148,7 @@ class LlamaEngine(Engine):
 
     backend = "llama.cpp"
     state_format = STATE_FORMAT
+    tensor_framework = "numpy"  # logits, sampler and checkpoints without torch: a GGUF chat never imports it
 
     def __init__(
         self,
@@ -214,32 +215,27 @@ class LlamaEngine(Engine):
         blob = self._sync(state)
         return len(blob) if blob is not None else self.context.metadata.state_size
 
-    def state_to_tensors(self, state: LlamaState) -> dict[str, torch.Tensor]:
-        import torch
-
+    def state_to_tensors(self, state: LlamaState) -> dict[str, np.ndarray]:
         blob = self._sync(state) or b""
-        return {STATE_KEY: torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.zeros(0, dtype=torch.uint8)}
+        return {STATE_KEY: np.frombuffer(blob, dtype=np.uint8).copy()}
 
-    def state_from_tensors(self, tensors: dict[str, torch.Tensor]) -> LlamaState:
-        import torch
-
-        if sorted(tensors) != [STATE_KEY] or tensors[STATE_KEY].dtype != torch.uint8:
+    def state_from_tensors(self, tensors: dict[str, Any]) -> LlamaState:
+        blob = tensors.get(STATE_KEY) if sorted(tensors) == [STATE_KEY] else None
+        if blob is None or str(blob.dtype).removeprefix("torch.") != "uint8":
             raise InvalidFileError(
                 f"this state was not saved by the llama.cpp backend ({len(tensors)} tensors: {', '.join(sorted(tensors)[:3])})"
             )
-        data = tensors[STATE_KEY].contiguous().numpy().tobytes()
+        data = np.asarray(blob.numpy() if hasattr(blob, "numpy") else blob).tobytes()
         state = LlamaState(data or None)
         if data:
             self._activate(state)  # llama.cpp checks that the blob fits this model now, not mid-turn
         return state
 
     # ------------------------------------------------------------------ model
-    def _eval(self, tokens: list[int], state: LlamaState) -> torch.Tensor:
-        import torch
-
+    def _eval(self, tokens: list[int], state: LlamaState) -> np.ndarray:
         self._activate(state)
         state.dirty = True
-        return torch.from_numpy(self.context.eval(tokens, 0))
+        return self.context.eval(tokens, 0)
 
     def feed(
         self,
@@ -249,7 +245,7 @@ class LlamaEngine(Engine):
         chunk: int = 256,
         progress: Progress | None = None,
         cancel: Cancel | None = None,
-    ) -> torch.Tensor | None:
+    ) -> np.ndarray | None:
         ids = [int(t) for t in tokens]
         if not ids:
             raise ValueError("feed() needs at least one token")
@@ -266,7 +262,7 @@ class LlamaEngine(Engine):
                 progress(min(begin + chunk, total), total)
         return logits
 
-    def decode_step(self, logits: torch.Tensor, state: LlamaState, sampler: Sampler) -> _Step:
+    def decode_step(self, logits: np.ndarray, state: LlamaState, sampler: Sampler) -> _Step:
         return _Step(self, logits, state, sampler)
 
 

@@ -146,11 +146,12 @@ class OpenSession:
         return sorted(state_files(self.states_dir))
 
     def load_state(
-        self, turn: int, *, fingerprint: str | None, layout: str | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, turn: int, *, fingerprint: str | None, layout: str | None = None, framework: str = "torch"
+    ) -> dict[str, Any]:
         """The state after `turn` (0 = persona prefix); `StateUnavailable(reason)` when unusable."""
         self._check_turn(turn)
-        return decode_state(self.state_path(turn), turn=turn, fingerprint=fingerprint, layout=layout)
+        return decode_state(self.state_path(turn), turn=turn, fingerprint=fingerprint, layout=layout,
+                            framework=framework)
 
     def nearest_state(
         self,
@@ -159,7 +160,8 @@ class OpenSession:
         fingerprint: str | None,
         skipped: list[StateUnavailable] | None = None,
         layout: str | None = None,
-    ) -> tuple[int, dict[str, torch.Tensor]] | None:
+        framework: str = "torch",
+    ) -> tuple[int, dict[str, Any]] | None:
         """The newest good state at or before `turn` as (k, tensors), or None.
 
         Each unusable state on the way is appended to `skipped` (for the warning line).
@@ -167,7 +169,8 @@ class OpenSession:
         self._check_turn(turn)
         for k in sorted((k for k in state_files(self.states_dir) if k <= turn), reverse=True):
             try:
-                return k, decode_state(self.state_path(k), turn=k, fingerprint=fingerprint, layout=layout)
+                return k, decode_state(self.state_path(k), turn=k, fingerprint=fingerprint, layout=layout,
+                                       framework=framework)
             except StateUnavailable as exc:
                 if skipped is not None:
                     skipped.append(exc)

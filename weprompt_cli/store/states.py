@@ -77,18 +77,46 @@ def as_state_list(tensors: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
     return [tensors[k] for k in sorted(tensors)]
 
 
-def _crc(tensors: Mapping[str, torch.Tensor]) -> str:
+def _is_numpy(t: Any) -> bool:
+    return type(t).__module__ == "numpy"
+
+
+def _raw_bytes(t: Any) -> Any:
+    """The bytes of a CPU tensor or numpy array, in memory order (for the checksum)."""
+    if _is_numpy(t):
+        import numpy as np
+
+        return np.ascontiguousarray(t).reshape(-1).view(np.uint8).data
     import torch
 
+    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data
+
+
+def _crc(tensors: Mapping[str, Any]) -> str:
     crc = 0
     for key in sorted(tensors):
-        t = tensors[key].detach().contiguous().reshape(-1)
-        if t.numel():
-            crc = zlib.crc32(t.view(torch.uint8).numpy().data, crc)
+        data = _raw_bytes(tensors[key])
+        if len(data):
+            crc = zlib.crc32(data, crc)
     return f"{crc:08x}"
 
 
 DEFAULT_LAYOUT = "rwkv"  # files from before the layout was recorded are the rwkv package's lists of tensors
+
+
+def _metadata(tensors: Mapping[str, Any], fingerprint: str, turn: int, tokens: int, arch: str,
+              layout: str) -> dict[str, str]:
+    return {
+        "format": STATE_FORMAT,
+        "schema": STATE_SCHEMA,
+        "fingerprint": fingerprint,
+        "turn": str(turn),
+        "tokens": str(tokens),
+        "arch": arch,
+        "layout": layout,
+        "dtypes": json.dumps({k: str(t.dtype).removeprefix("torch.") for k, t in sorted(tensors.items())}),
+        "crc32": _crc(tensors),
+    }
 
 
 def encode_state(
@@ -97,21 +125,19 @@ def encode_state(
     """The safetensors bytes of one state checkpoint (tensors moved to the CPU).
 
     `layout` names the backend's state format (Engine.state_format: "rwkv", "llama.cpp-seq").
+    numpy arrays (a llama.cpp state) are written without torch.
     """
+    tensors = as_state_dict(tensors)
+    if tensors and all(_is_numpy(t) for t in tensors.values()):
+        import numpy as np
+        from safetensors.numpy import save as save_numpy
+
+        arrays = {k: np.ascontiguousarray(t) for k, t in tensors.items()}
+        return save_numpy(arrays, metadata=_metadata(arrays, fingerprint, turn, tokens, arch, layout))
     from safetensors.torch import save
 
-    cpu = {k: t.detach().to("cpu").contiguous() for k, t in as_state_dict(tensors).items()}
-    metadata = {
-        "format": STATE_FORMAT,
-        "schema": STATE_SCHEMA,
-        "fingerprint": fingerprint,
-        "turn": str(turn),
-        "tokens": str(tokens),
-        "arch": arch,
-        "layout": layout,
-        "dtypes": json.dumps({k: str(t.dtype).removeprefix("torch.") for k, t in sorted(cpu.items())}),
-        "crc32": _crc(cpu),
-    }
+    cpu = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
+    metadata = _metadata(cpu, fingerprint, turn, tokens, arch, layout)
     try:
         return save(cpu, metadata=metadata)
     except (RuntimeError, ValueError):
@@ -182,15 +208,19 @@ def check_metadata(
 
 
 def decode_state(
-    path: Path, *, turn: int, fingerprint: str | None, layout: str | None = None
-) -> dict[str, torch.Tensor]:
+    path: Path, *, turn: int, fingerprint: str | None, layout: str | None = None, framework: str = "torch"
+) -> dict[str, Any]:
     """The tensors of the state file at `path`, checked; `StateUnavailable` otherwise.
 
-    `fingerprint=None` skips the model check (inspection only).
+    `fingerprint=None` skips the model check (inspection only). `framework` is the engine's
+    (`Engine.tensor_framework`): torch tensors, or numpy arrays read without torch.
     """
     _, metadata, _ = read_header(path, turn)
     check_metadata(metadata, turn=turn, fingerprint=fingerprint, path=path, layout=layout)
-    from safetensors.torch import load
+    if framework == "numpy":
+        from safetensors.numpy import load
+    else:
+        from safetensors.torch import load
 
     try:
         data = path.read_bytes()
