@@ -187,8 +187,6 @@ class Sampler:
 
     def observe(self, token: int, text: str) -> None:
         """Count an accepted token: older counts decay, then this one adds 1 (0 for a space or digits)."""
-        import torch
-
         counts = self._counts
         if counts is None:
             return
@@ -196,5 +194,11 @@ class Sampler:
             counts[self._ids] *= self.params.penalty_decay
         if token not in self._seen:
             self._seen.append(token)
-            self._ids = torch.tensor(self._seen, dtype=torch.long, device=counts.device)
+            self._ids = self._index(self._seen, counts)
         counts[token] += 0.0 if text in _LIGHT_TOKENS else 1.0
+
+    def _index(self, ids: list[int], like: Any) -> Any:
+        """`ids` as an index into arrays like `like` (a long tensor on its device)."""
+        import torch
+
+        return torch.tensor(ids, dtype=torch.long, device=like.device)

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weprompt_cli.engine.sampling import Sampler
 from weprompt_cli.params import SamplingParams
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-_LIGHT_TOKENS = " \t0123456789"  # no frequency weight for these texts (the PIPELINE's test)
 _TOP_P_PREFILTER = 256
 
 
@@ -69,33 +69,25 @@ def draw(weights: NDArray[np.float32], rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cdf, u, side="right")), weights.size - 1)
 
 
-class NumpySampler:
-    """`engine.sampling.Sampler` for numpy logits: `sample(logits)`, then `observe(token, text)`."""
+class NumpySampler(Sampler):
+    """`engine.sampling.Sampler` for numpy logits: `sample(logits)`, then `observe(token, text)` (inherited:
+    the penalty bookkeeping is the same, on numpy arrays)."""
 
     def __init__(self, params: SamplingParams | None = None) -> None:
-        self.params = params or SamplingParams()
-        self._seen: list[int] = []
-        self._ids: NDArray[np.int64] | None = None
-        self._counts: NDArray[np.float64] | None = None  # [V] decayed counts
+        super().__init__(params)
         self._rng: np.random.Generator | None = None
-        self.banned: tuple[int, ...] = ()
 
-    def ban(self, ids: tuple[int, ...] | list[int]) -> None:
-        """Never sample these ids (their logits become -inf)."""
-        self.banned = tuple(sorted(set(self.banned) | {int(i) for i in ids}))
-
-    def reset(self) -> None:
-        """Forget the penalty counts (a new reply); the random generator keeps running."""
-        self._seen, self._ids, self._counts = [], None, None
-
-    def _ensure(self, logits: NDArray[np.floating]) -> None:
+    def _ensure(self, logits: NDArray[np.floating]) -> None:  # type: ignore[override]
         if self._counts is None or self._counts.shape != logits.shape:
-            self._counts = np.zeros(logits.shape, dtype=np.float64)
+            self._counts = np.zeros(logits.shape, dtype=np.float64)  # type: ignore[assignment]
             self._seen, self._ids = [], None
         if self._rng is None:
             self._rng = np.random.default_rng(self.params.seed)
 
-    def sample(self, logits: NDArray[np.floating]) -> int:
+    def _index(self, ids: list[int], like: object) -> NDArray[np.int64]:
+        return np.asarray(ids, dtype=np.int64)
+
+    def sample(self, logits: NDArray[np.floating]) -> int:  # type: ignore[override]
         """The next token id (the logits are not changed)."""
         self._ensure(logits)
         p = self.params
@@ -114,15 +106,3 @@ class NumpySampler:
             return int(np.argmax(work))
         assert self._rng is not None
         return draw(sampling_weights(work, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k), self._rng)
-
-    def observe(self, token: int, text: str) -> None:
-        """Count an accepted token: older counts decay, then this one adds 1 (0 for a space or digits)."""
-        counts = self._counts
-        if counts is None:
-            return
-        if self._ids is not None:
-            counts[self._ids] *= self.params.penalty_decay
-        if token not in self._seen:
-            self._seen.append(token)
-            self._ids = np.asarray(self._seen, dtype=np.int64)
-        counts[token] += 0.0 if text in _LIGHT_TOKENS else 1.0
