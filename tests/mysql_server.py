@@ -7,13 +7,10 @@ end. As root it runs as the `mysql` account (or `nobody`). Where no server binar
 
 from __future__ import annotations
 
-import ctypes
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,7 @@ from typing import Any
 
 import pytest
 from pg_server import demo_shop_script
+from server_procs import as_user, die_with_parent, free_port, server_account
 
 USER = "weprompt"
 PASSWORD = "my-test-secret-41c9"  # tests assert that it never shows up in a message
@@ -83,35 +81,6 @@ def _binaries() -> tuple[str, str] | None:
     return (server, install) if server and install else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _account() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    for name in ("mysql", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    pytest.skip("running as root and there is no mysql or nobody account to run MariaDB as")
-
-
-def _as(account: pwd.struct_passwd | None) -> dict[str, Any]:
-    return {} if account is None else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-
-
-def _die_with_parent() -> None:
-    """In the server's child process: stop it (SIGTERM) if the test process dies (Linux only)."""
-    try:  # ctypes is imported at the top: after the switch to the server's account, /root may be unreadable
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def start_mysql_server() -> MySqlServer:
     """Initialise and start a throwaway server; skips the test when MariaDB/MySQL is not installed."""
     found = _binaries()
@@ -122,25 +91,25 @@ def start_mysql_server() -> MySqlServer:
     except ImportError:
         pytest.skip("the PyMySQL driver is not installed (pip install 'weprompt[mysql]')")
     server_bin, install_bin = found
-    account = _account()
+    account = server_account("mysql", "nobody", server="MariaDB")
     folder = Path(tempfile.mkdtemp(prefix="weprompt-mysql-"))
     if account is not None:
         os.chown(folder, account.pw_uid, account.pw_gid)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": str(folder), "TZ": "UTC"}
     init = subprocess.run([install_bin, "--no-defaults", f"--datadir={folder / 'data'}",
                            "--auth-root-authentication-method=normal", "--skip-test-db"],
-                          capture_output=True, env=env, cwd=folder, timeout=120, check=False, **_as(account))
+                          capture_output=True, env=env, cwd=folder, timeout=120, check=False, **as_user(account))
     if init.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"mariadb-install-db failed: {init.stderr.decode(errors='replace')[-2000:]}")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [server_bin, "--no-defaults", f"--datadir={folder / 'data'}", f"--socket={folder / 'sock'}", f"--port={port}",
          "--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=0",
          f"--pid-file={folder / 'pid'}", f"--log-error={folder / 'server.log'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=folder, start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-        **_as(account),
+        preexec_fn=die_with_parent(signal.SIGTERM) if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        **as_user(account),
     )
     server = MySqlServer("127.0.0.1", port, USER, PASSWORD, folder, process)
     deadline = time.monotonic() + 60

@@ -11,11 +11,9 @@ Fast settings (fsync off, no synchronous commit): the data is thrown away after 
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_procs import as_user, die_with_parent, free_port, server_account
 
 SUPERUSER = "weprompt"
 PASSWORD = "pg-test-secret-7f3a"  # tests assert that it never shows up in a message
@@ -84,43 +83,6 @@ def _bindir() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run_as() -> pwd.struct_passwd | None:
-    """The unprivileged account to run the server as when we are root (None: run as ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    pytest.skip("running as root and there is no postgres or nobody account to run PostgreSQL as")
-
-
-def _as_user(account: pwd.struct_passwd | None) -> dict[str, Any]:
-    if account is None:
-        return {}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-
-
-def _die_with_parent() -> None:
-    """In the server's child process: stop it (SIGQUIT, immediate shutdown) if the test process dies.
-
-    Runs after the switch to the unprivileged user, so the setting survives it (Linux only).
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def start_pg_server() -> PgServer:
     """Initialise and start a throwaway server; skips the test when PostgreSQL is not installed."""
     bindir = _bindir()
@@ -130,7 +92,7 @@ def start_pg_server() -> PgServer:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    account = _run_as()
+    account = server_account("postgres", "nobody", server="PostgreSQL")
     folder = Path(tempfile.mkdtemp(prefix="weprompt-pg-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C",
            "HOME": str(folder), "TZ": "UTC"}
@@ -143,12 +105,12 @@ def start_pg_server() -> PgServer:
         [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={folder / 'pwfile'}",
          "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
          "--no-instructions"],
-        capture_output=True, env=env, cwd=folder, timeout=120, check=False, **_as_user(account),
+        capture_output=True, env=env, cwd=folder, timeout=120, check=False, **as_user(account),
     )
     if init.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
-    port = _free_port()
+    port = free_port()
     log = open(folder / "server.log", "wb")  # noqa: SIM115  (kept open for the server's life)
     process = subprocess.Popen(
         [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(folder),
@@ -156,8 +118,8 @@ def start_pg_server() -> PgServer:
          "-c", "max_connections=40", "-c", "shared_buffers=16MB", "-c", "log_min_messages=warning"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
         # preexec_fn: the tests start the server before any thread of theirs runs.
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-        **_as_user(account),
+        preexec_fn=die_with_parent(signal.SIGQUIT) if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        **as_user(account),
     )
     server = PgServer("127.0.0.1", port, SUPERUSER, PASSWORD, folder, process)
     deadline = time.monotonic() + 60
