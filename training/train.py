@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m training` (its defaults are the shipped model's recipe)."""
     ap = argparse.ArgumentParser(description="Train the WePrompt demo RWKV-7 from scratch.")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--max-minutes", type=float, default=85.0,
                     help="training time cap: the schedule follows max(step/steps, time/cap), so a slow CPU anneals early")
     ap.add_argument("--batch", type=int, default=24)
