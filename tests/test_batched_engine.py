@@ -67,7 +67,9 @@ def close(got: dict[str, Any], want: dict[str, Any]) -> None:
 
     assert sorted(got) == sorted(want)
     for key in want:
-        assert_close(got[key], want[key], rtol=RTOL, atol=ATOL)
+        # fp32 sums in another order: the error grows with the values' scale (as in tests/test_rwkv7_batch.py)
+        scale = max(1.0, float(want[key].abs().max())) if hasattr(want[key], "abs") else 1.0
+        assert_close(got[key], want[key], rtol=RTOL, atol=ATOL * scale)
 
 
 class Spec:
