@@ -179,7 +179,7 @@ def lease_path(lock_path: Path, generation: int) -> Path:
 def _publish(lock_path: Path, record: LeaseRecord) -> bool:
     """Link `record` into place as its generation's file; False when that generation exists."""
     target = lease_path(lock_path, record.generation)
-    tmp = lock_path.parent / f"{TMP_PREFIX}{lock_path.name}.lease.{secrets.token_hex(6)}"
+    tmp = _tmp_path(lock_path)
     data = json.dumps(record.to_dict(), sort_keys=True).encode("utf-8")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -226,7 +226,7 @@ def _rewrite(lock_path: Path, record: LeaseRecord) -> bool:
     No fsync either: a lease only matters while its host is up, and close() publishes it.
     """
     target = lease_path(lock_path, record.generation)
-    tmp = lock_path.parent / f"{TMP_PREFIX}{lock_path.name}.lease.{secrets.token_hex(6)}"
+    tmp = _tmp_path(lock_path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except OSError:
@@ -244,6 +244,31 @@ def _rewrite(lock_path: Path, record: LeaseRecord) -> bool:
         except OSError:
             pass
         return False
+
+
+def _tmp_path(lock_path: Path) -> Path:
+    """A temp file beside the lock for a record about to be linked or replaced; its name holds our pid."""
+    return lock_path.parent / f"{TMP_PREFIX}{lock_path.name}.lease.{os.getpid()}.{secrets.token_hex(6)}"
+
+
+def sweep_temp_records(lock_path: Path) -> None:
+    """Remove record temp files a killed writer left beside `lock_path` (call it holding the lock).
+
+    While we hold the lock only this process writes its records, so every temp file of another pid
+    (or of the older unnumbered form) is a leftover; our own may be a renewal in progress.
+    """
+    prefix = f"{TMP_PREFIX}{lock_path.name}.lease."
+    mine = f"{prefix}{os.getpid()}."
+    try:
+        names = os.listdir(lock_path.parent)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and not name.startswith(mine):
+            try:
+                (lock_path.parent / name).unlink()
+            except OSError:
+                pass
 
 
 def _prune(lock_path: Path, below: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from weprompt_cli.atomic import (
     TMP_PREFIX,
@@ -38,9 +38,6 @@ from weprompt_cli.store.states import (
     state_files,
 )
 from weprompt_cli.store.transcript import TRANSCRIPT, read_transcript, transcript_text, turn_line
-
-if TYPE_CHECKING:
-    import torch
 
 # `claim(new_name, own_id)`: hold the store's lock with `new_name` checked free for session `own_id`.
 NameClaim = Callable[[str, str], AbstractContextManager[None]]

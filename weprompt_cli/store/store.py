@@ -28,6 +28,7 @@ from weprompt_cli.store.layout import (
     remove_tree,
     sort_key,
 )
+from weprompt_cli.store.lease import sweep_temp_records
 from weprompt_cli.store.lock import FileLock
 from weprompt_cli.store.model import ModelRef, ParentRef, SessionMeta, Turn, total_tokens, utc_now
 from weprompt_cli.store.names import MAX_NAME_LEN, inside, new_session_id, validate_name
@@ -70,9 +71,11 @@ class SessionStore:
         except OSError as exc:
             raise DiskError(f"cannot create the sessions folder: {exc.strerror or exc}", path=self.root) from exc
         lock = FileLock.acquire(self.root / _STORE_LOCK, label="the session store", wait=True)
-        # Under this lock nobody is building a session, so hidden leftovers are garbage.
+        # Under this lock nobody is building a session, so hidden leftovers are garbage; so are the
+        # lock's own record temp files that a killed holder left.
         for entry in self._hidden_dirs():
             remove_tree(entry)
+        sweep_temp_records(self.root / _STORE_LOCK)
         return lock
 
     def _hidden_dirs(self) -> builtins.list[Path]:
