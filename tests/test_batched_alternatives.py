@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from checkpoints import tiny_model
+from gguf_models import needs_llama_cpp
 
 from weprompt_cli.chat.formats import chat_format_for
 from weprompt_cli.paths import resolve_home
@@ -127,6 +128,38 @@ def test_alternatives_are_solo_answers_and_pick_keeps_one_with_its_state(engine:
         assert engine.counters.fed == fed  # resumed from the checkpoint, no replay
         assert [t.reply_tokens for t in again.turns] == [t.reply_tokens for t in turns]
         same_state(again.state, final)
+
+
+@needs_llama_cpp
+def test_alternatives_on_a_gguf_model_are_its_solo_answers(
+    engine: Any, store: Any, persona: Any, tmp_path: Path
+) -> None:
+    """On the llama.cpp backend the alternatives are sampled together in one llama.cpp batch, with numpy
+    samplers (its logits are numpy arrays), and each is the answer its settings give alone."""
+    import shutil
+
+    from weprompt_cli.chat.alternatives import sample_alternatives
+    from weprompt_cli.chat.session import ChatSession
+    from weprompt_cli.engine.llama_engine import load_llama_engine
+    from weprompt_cli.models.gguf_convert import convert_to_gguf
+
+    pth = engine.info.path
+    gguf = tmp_path / "tiny.gguf"
+    convert_to_gguf(pth, gguf, quant="f32")
+    shutil.copyfile(pth.with_name(pth.name.removesuffix(".pth") + ".tokenizer.json"), tmp_path / "tiny.tokenizer.json")
+    llama = load_llama_engine(gguf, "cpu", probe=False)
+    try:
+        with ChatSession.start(llama, store, persona, sampling(), name="alts-gguf") as chat:
+            chat.send("list all customers").text()
+            alternatives = sample_alternatives(chat, 3)
+            assert alternatives.batched
+            for k, item in enumerate(alternatives.items):
+                assert item.turn.reply_tokens == solo_answer(llama, chat, alternatives, k).reply_tokens
+            assert alternatives.items[0].turn.reply_tokens == chat.turns[-1].reply_tokens  # seed 11: the original
+            kept = alternatives.pick(3)
+            assert chat.turns == [kept]
+    finally:
+        llama.close()
 
 
 def test_alternatives_without_batching_run_one_after_another_and_give_the_same_answers(

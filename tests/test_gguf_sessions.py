@@ -317,3 +317,41 @@ def test_without_llama_cpp_a_gguf_says_how_to_install_it(ggufs: dict[str, Path],
                             env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=120, check=False)
     line = one_line(result)
     assert "llama-cpp-python" in line and "setup.sh --gguf" in result.stderr
+
+
+def test_a_batched_gguf_server_never_imports_torch(ggufs: dict[str, Path], tmp_path: Path) -> None:
+    """`weprompt serve` on a GGUF batches its requests in llama.cpp and samples them with numpy: the server runs,
+    many requests at once, with `import torch` made to fail, and a greedy answer is the same batched or alone."""
+    import threading
+
+    import httpx
+
+    from test_server import Server
+
+    home = tmp_path / "home"
+    home.mkdir()
+    server = Server(home, ggufs["q8_0"], "--max-batch", "4", launcher=("-c", NO_TORCH))
+    try:
+        def ask(n: int, **sampling: Any) -> None:
+            body = {"user_message": QUESTIONS[n % 2], "user_id": f"u{n}", "discussion_id": "1", "max_tokens": 12,
+                    **sampling}
+            answers[n] = httpx.post(f"{server.url}/generate-response", json=body, timeout=120)
+
+        answers: dict[int, httpx.Response] = {}
+        plan = [{"temperature": 0}, {"temperature": 0}, {"temperature": 1.0, "top_p": 0.9, "seed": 3},
+                {"temperature": 1.0, "seed": 4, "presence_penalty": 0.5}]
+        threads = [threading.Thread(target=ask, args=(n,), kwargs=kw) for n, kw in enumerate(plan)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(answers[n].status_code == 200 for n in answers), [answers[n].text for n in answers]
+        batching = server.stats()["batching"]
+        assert batching["enabled"] and batching["steps"] > 0, batching
+        alone = httpx.post(f"{server.url}/generate-response", timeout=120, json={
+            "user_message": QUESTIONS[0], "user_id": "solo", "discussion_id": "1", "max_tokens": 12, "temperature": 0})
+        assert alone.status_code == 200
+        assert alone.json()["generated_text"] == answers[0].json()["generated_text"]
+    finally:
+        server.stop()
+    assert "torch is blocked" not in "".join(server.log), "".join(server.log)[-2000:]

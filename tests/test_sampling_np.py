@@ -62,3 +62,28 @@ def test_a_seed_repeats_its_draws_and_the_draws_follow_the_distribution() -> Non
     draws = NumpySampler(params)
     counts = np.bincount([draws.sample(logits) for _ in range(20000)], minlength=4) / 20000
     np.testing.assert_allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.015)
+
+
+def test_a_batch_of_numpy_rows_is_sampled_as_the_same_rows_in_torch() -> None:
+    """The batched scheduler's step over llama.cpp's numpy logits: greedy rows share one argmax (each with its own
+    banned ids), sampled rows use their own seeded sampler; the picks are the torch path's."""
+    from weprompt_cli.engine.batch_scheduler import Stream, sample_streams
+
+    def batch(framework: str) -> list[Stream]:
+        streams = []
+        for n, params in enumerate([SamplingParams(temperature=0), SamplingParams(temperature=0),
+                                    SamplingParams(temperature=0, presence_penalty=0.5),
+                                    SamplingParams(temperature=1.0, top_p=0.9, seed=11)]):
+            sampler = NumpySampler(params) if framework == "numpy" else sampling.Sampler(params)
+            logits = logits_of(10 + n)
+            if n == 1:
+                sampler.ban((int(logits.argmax()),))  # its best token is banned: the second best wins
+            streams.append(Stream(None, logits if framework == "numpy" else torch.from_numpy(logits), sampler))
+        return streams
+
+    picks = sample_streams(batch("numpy"))
+    assert picks == sample_streams(batch("torch"))
+    assert picks[0] == int(logits_of(10).argmax())
+    second = logits_of(11)
+    second[second.argmax()] = -np.inf
+    assert picks[1] == int(second.argmax())

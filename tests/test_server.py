@@ -38,11 +38,11 @@ QUESTION = "How do I count the rows of a table?"
 class Server:
     """A `weprompt serve --port 0` subprocess; `url` once it printed its address."""
 
-    def __init__(self, home: Path, model: Path, *extra: str) -> None:
+    def __init__(self, home: Path, model: Path, *extra: str, launcher: tuple[str, ...] = ("-m", "weprompt_cli")) -> None:
         self.home = home
         self.model = model
         env = _env(home)
-        cmd = [sys.executable, "-m", "weprompt_cli", "serve", "--port", "0", "--model", str(model),
+        cmd = [sys.executable, *launcher, "serve", "--port", "0", "--model", str(model),
                "--strategy", "cpu fp32", *extra]
         self.proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)

@@ -315,12 +315,13 @@ class Scheduler:
                 or self._ready_to_step(now))
 
     def _main(self) -> None:
-        import torch
+        fwd = getattr(self.slots, "fwd", None)  # the torch forward of RWKV slots; llama.cpp slots need no torch
+        if fwd is not None:
+            import torch
 
-        torch.set_grad_enabled(False)  # per thread
-        device = getattr(getattr(self.slots, "fwd", None), "device", None)
-        if device is not None and device.type == "cuda":
-            torch.cuda.set_device(device)  # replays and sampling on the model's GPU, not this thread's default
+            torch.set_grad_enabled(False)  # per thread
+            if fwd.device.type == "cuda":
+                torch.cuda.set_device(fwd.device)  # replays and sampling on the model's GPU, not this thread's default
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - wake everyone with the reason
@@ -521,17 +522,15 @@ def can_leave(stream: Stream) -> bool:
 
 def sample_streams(batch: list[Stream]) -> list[int | BaseException]:
     """Each stream's next token from its own logits: one argmax for plain greedy streams, else its sampler."""
-    import torch
-
     out: list[int | BaseException] = [0] * len(batch)
     greedy = [i for i, s in enumerate(batch) if plain_greedy(s.sampler)]
-    if len(greedy) > 1 and len({batch[i].logits.device for i in greedy}) == 1:
-        rows = torch.stack([batch[i].logits for i in greedy])  # [G, V]
+    if len(greedy) > 1 and len({_where(batch[i].logits) for i in greedy}) == 1:
+        rows = _stack([batch[i].logits for i in greedy])  # [G, V], a copy
         for j, i in enumerate(greedy):
             banned = [t for t in batch[i].sampler.banned if 0 <= t < rows.shape[-1]]
             if banned:
                 rows[j, banned] = float("-inf")
-        for i, token in zip(greedy, rows.argmax(dim=-1).tolist()):
+        for i, token in zip(greedy, rows.argmax(-1).tolist()):
             out[i] = int(token)
         done = set(greedy)
     else:
@@ -551,3 +550,16 @@ def plain_greedy(sampler: Sampler) -> bool:
     return p.temperature == 0 and not p.presence_penalty and not p.frequency_penalty
 
 
+def _where(logits: Any) -> str:
+    """Which rows can be stacked together: numpy arrays, or torch tensors on one device."""
+    return "numpy" if type(logits).__module__ == "numpy" else f"torch:{logits.device}"
+
+
+def _stack(rows: list[Any]) -> Any:
+    if type(rows[0]).__module__ == "numpy":
+        import numpy as np
+
+        return np.stack(rows)
+    import torch
+
+    return torch.stack(rows)

@@ -170,17 +170,15 @@ class LlamaSlots:
         if self.engine._live is state:
             self.engine._live = None  # sequence 0 holds older numbers now
 
-    def prefill(self, items: list[tuple[list[int], Any]]) -> list[torch.Tensor]:
-        import torch
-
-        out = []
+    def prefill(self, items: list[tuple[list[int], Any]]) -> list[Any]:
+        out = []  # numpy logits, as the llama.cpp engine's own
         for ids, state in items:
             with self.lock:
                 self._load(1, state)
                 logits = self.engine.context.eval(ids, 1)
                 self._store(state, 1)
             self.engine.counters.fed += len(ids)
-            out.append(torch.from_numpy(logits))
+            out.append(logits)
         return out
 
     def join(self, state: Any) -> int:
@@ -199,12 +197,10 @@ class LlamaSlots:
     def compact(self) -> dict[int, int]:
         return {}  # a batch names its sequences: holes cost nothing
 
-    def step(self, tokens: dict[int, int]) -> dict[int, torch.Tensor]:
-        import torch
-
+    def step(self, tokens: dict[int, int]) -> dict[int, Any]:
         slots = list(tokens)
         with self.lock:
             out = self.engine.context.eval_batch([(self.FIRST + s, [tokens[s]]) for s in slots])
-        return {s: torch.from_numpy(x) for s, x in zip(slots, out)}
+        return dict(zip(slots, out))
 
 

@@ -151,16 +151,11 @@ class BatchedEngine(Engine):
         return self.inner.tensor_framework
 
     def new_sampler(self, params: SamplingParams) -> Sampler:
-        """The torch sampler: the scheduler samples the batch's rows as torch tensors, whatever the backend."""
-        from weprompt_cli.engine.sampling import Sampler
-
-        return Sampler(params)
+        """The inner engine's sampler: the scheduler samples each row in the inner engine's framework (numpy logits
+        for llama.cpp, so a batched GGUF server never imports torch)."""
+        return self.inner.new_sampler(params)
 
     def decode_step(self, logits: Any, state: Any, sampler: Sampler) -> Step:
-        if type(logits).__module__ == "numpy":  # logits the inner llama.cpp engine gave (a shared prefill)
-            import torch
-
-            logits = torch.from_numpy(logits)
         return Step(self._scheduler, logits, state, sampler)
 
     def generate(self, logits: Any, state: Any, sampler: Sampler, **kwargs: Any) -> Generation:
