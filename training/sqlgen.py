@@ -672,29 +672,19 @@ DML: list[tuple[str, dict[str, list[str]], Callable[[random.Random, dict[str, ob
 INDEXABLE = [("orders", "customer_id"), ("orders", "status"), ("orders", "created_at"), ("customers", "email"),
              ("customers", "city"), ("products", "category"), ("order_items", "order_id"),
              ("order_items", "product_id"), ("employees", "department"), ("employees", "manager_id")]
-INDEX_HELDOUT = ["Searching {table} on {col} takes too long, what should I do?",
-                 "How do I make searching {table} by {col} quicker?"]
-_SLOW_MANY = _frames(  # what is slow, composed with how the user says so: "Lookups of orders by status take forever."
-    ["Queries that filter {table} by {col}", "Lookups of {table} by {col}", "Searches on {table} by {col}",
-     "My queries on {table}.{col}", "Reports that filter {table} on {col}"],
-    ["are slow.", "are slow, what should I do?", "take too long. Any fix?", "take forever.",
-     "are too slow. How do I speed them up?"],
-    ["Create an index on {table}.{col}.", "Add an index for the {col} column of {table}.", "Index {table} on {col}.",
-     "Speed up searches on {table} by {col}.", "How can I make lookups of {table} by {col} faster?",
-     "How can I speed up queries on {table}.{col}?", "How do I make filtering {table} by {col} faster?"],
-    INDEX_HELDOUT,
-)
-_SLOW_ONE = _frames(
-    ["Filtering {table} by {col}", "Looking up {table} by {col}", "Searching {table} by {col}",
-     "Finding {table} by {col}"],
-    ["is slow.", "takes too long. Any fix?", "takes forever, what can I do?", "is too slow. How do I speed it up?"],
-    [], INDEX_HELDOUT,
-)
-INDEX_FRAMES = {"train": _SLOW_MANY["train"] + _SLOW_ONE["train"], "heldout": INDEX_HELDOUT}
+INDEX_FRAMES = {
+    "train": ["Create an index on {table}.{col}.", "Add an index for the {col} column of {table}.",
+              "My queries that filter {table} by {col} are slow. How do I speed them up?",
+              "How can I make lookups of {table} by {col} faster?", "Index {table} on {col}.",
+              "Filtering {table} by {col} takes too long. Any fix?", "Lookups on {table}.{col} are slow, what should I do?",
+              "Speed up searches on {table} by {col}.", "Queries on {table}.{col} take forever."],
+    "heldout": ["Searching {table} on {col} takes too long, what should I do?",
+                "How do I make searching {table} by {col} quicker?"],
+}
 
 
 def k_dml(rng: random.Random, split: Split) -> SqlItem:
-    if rng.random() < 0.3:
+    if rng.random() < 0.25:
         table, col = rng.choice(INDEXABLE)
         q = _pick(rng, INDEX_FRAMES, split).format(table=table, col=col)
         return SqlItem("index", q, f"CREATE INDEX idx_{table}_{col} ON {table} ({col});",

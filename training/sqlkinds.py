@@ -112,12 +112,10 @@ SORTS = [("customers", "name", ["name", "alphabetically"], "ASC"), ("customers",
          ("products", "stock", ["stock"], "ASC"), ("products", "name", ["name", "alphabetically"], "ASC"),
          ("employees", "salary", ["salary", "pay"], "DESC"), ("employees", "name", ["name", "alphabetically"], "ASC"),
          ("orders", "total", ["total", "value"], "DESC"), ("orders", "created_at", ["date"], "DESC")]
-SORT_FRAMES = _frames(  # every opener with every body: "Put" and "in order of" are seen, never together
-    ["Sort", "List", "Show", "Order", "Give me", "Arrange", "Rank", "Display", "Put", "Show me",
-     "I need", "Please sort", "Let me see"],
+SORT_FRAMES = _frames(
+    ["Sort", "List", "Show", "Order", "Give me", "Arrange", "Rank", "Display"],
     ["{entity} by {by}{way}.", "all {entity} by {by}{way}.", "the {entity} sorted by {by}{way}.",
-     "the {entity} ordered by {by}{way}.", "every one of the {entity} by {by}{way}.",
-     "the {entity} in order of {by}{way}.", "the {entity} in {by} order{way}."],
+     "the {entity} ordered by {by}{way}.", "every one of the {entity} by {by}{way}."],
     ["{entity} sorted by {by}{way}?", "Can you sort the {entity} by {by}{way}?", "I want the {entity} sorted by {by}{way}.",
      "Can I see the {entity} ordered by {by}{way}?", "Which {entity} come first by {by}{way}? Show them all."],
     ["Put the {entity} in order of {by}{way}."],
@@ -457,31 +455,29 @@ UPD_WHERE_FRAMES = _frames(  # a change to every row that matches: "Cancel all p
     ["For all {entity} {cond}, change the {colp} to {v}."],
 )
 STATUS_VERBS = {"cancelled": ["Cancel"], "shipped": ["Ship", "Mark as shipped"], "paid": ["Mark as paid"]}
-# how people ask for a new row, composed with each table's bodies (never "List" or "Show": those read rows)
-ADD_OPENERS = ["Add", "Insert", "Create", "Please add", "Can you add", "I need to add", "Save", "Enter", "We need to add"]
 INSERT_ORDER = _frames(
-    [*ADD_OPENERS, "Record"],
+    ["Add", "Insert", "Create", "Record"],
     ["an order for customer {cid} worth {total}, status {status}.", "a new order: customer {cid}, total {total}, {status}.",
      "a {status} order of {total} for customer {cid}."],
     ["Customer {cid} just placed an order of {total}; it is {status}.", "New order from customer {cid}: {total}, {status}."],
     ["Put in a {status} order for customer {cid} with a total of {total}."],
 )
 INSERT_CUSTOMER = _frames(
-    [*ADD_OPENERS, "Register"],
+    ["Add", "Insert", "Create", "Register"],
     ["a new customer: {name}, {email}, from {city}.", "a customer {name} ({email}) who lives in {city}.",
      "{name} from {city} as a customer, email {email}.", "a customer named {name}, email {email}, city {city}."],
     ["New customer: {name}, {email}, {city}.", "We have a new client, {name} from {city}, email {email}. Add them."],
     ["{name} ({email}) from {city} just signed up, add them."],
 )
 INSERT_PRODUCT = _frames(
-    [*ADD_OPENERS, "Put"],
+    ["Add", "Insert", "Create", "Put"],
     ["a product called {p} to the {cat} category for {price} with {stock} in stock.",
      "a new {cat} product {p} priced {price}, stock {stock}.", "{p} in the catalog: {cat}, {price}, {stock} in stock."],
     ["New product: {p}, {cat}, price {price}, {stock} units.", "We now sell {p} ({cat}) at {price}; we have {stock}. Add it."],
     ["Please add {p} to {cat} at {price}, with {stock} in stock."],
 )
 INSERT_EMPLOYEE = _frames(
-    [*ADD_OPENERS, "Hire"],
+    ["Add", "Insert", "Create", "Hire"],
     ["a new employee {name} in {dept} with a salary of {salary}.", "{name} to the {dept} team at {salary}.",
      "an employee named {name}, department {dept}, salary {salary}."],
     ["We hired {name} for {dept} at {salary}. Add them.", "New hire: {name}, {dept}, {salary}."],
