@@ -232,8 +232,7 @@ def k_raw(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def k_floor(a: dict[str, Any]) -> dict[str, Any]:
-    """What an engine process holds besides the model: torch, the World tokenizer, the GGUF vocabulary check."""
-    from weprompt_cli.engine.llama_engine import gguf_tokens
+    """What an engine process holds besides the model: torch (a .pth engine's), the World tokenizer."""
     from weprompt_cli.engine.tokenizer import world_tokenizer
 
     steps = [("start", memory())]
@@ -242,8 +241,6 @@ def k_floor(a: dict[str, Any]) -> dict[str, Any]:
     steps.append(("import torch", memory()))
     world_tokenizer()
     steps.append(("World tokenizer", memory()))
-    gguf_tokens(Path(a["path"]))
-    steps.append(("GGUF vocabulary check (gguf_tokens)", memory()))
     return {"steps": [{"step": name, "rss_kib": m["VmRSS"], "peak_kib": m["VmHWM"]} for name, m in steps]}
 
 

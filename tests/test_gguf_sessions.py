@@ -300,6 +300,23 @@ def test_a_gguf_whose_vocabulary_does_not_match_its_tokenizer_is_one_line(
     assert "vocabulary" in line and "tokenizer" in line
 
 
+def test_a_gguf_beside_a_tokenizer_of_its_size_with_other_ids_is_one_line(ggufs: dict[str, Path], tmp_path: Path) -> None:
+    """The same tokens under other ids (two swapped) encode text into ids that mean other words to the model:
+    the tokens llama.cpp loaded are compared with the tokenizer's, id by id."""
+    import shutil
+
+    model = tmp_path / "m.gguf"
+    shutil.copyfile(ggufs["f16"], model)
+    sidecar = json.loads(ggufs["f16"].with_suffix(".tokenizer.json").read_text())
+    vocab = sidecar["model"]["vocab"]
+    by_id = {i: t for t, i in vocab.items()}
+    a, b = by_id[300], by_id[301]
+    vocab[a], vocab[b] = 301, 300
+    (tmp_path / "m.tokenizer.json").write_text(json.dumps(sidecar))
+    line = one_line(cli(tmp_path, "chat", "--model", str(model), "-m", "hi"))
+    assert "does not match" in line and "token 300" in line, line
+
+
 def test_a_gpu_strategy_on_a_cpu_build_is_one_line(ggufs: dict[str, Path], tmp_path: Path) -> None:
     line = one_line(cli(tmp_path, "chat", "--model", str(ggufs["q8_0"]), "--strategy", "metal", "-m", "hi"))
     assert "metal" in line

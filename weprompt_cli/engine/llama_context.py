@@ -352,6 +352,14 @@ class LlamaContext:
         self._live()
         return _meta_str(self._lib, self._model, key)
 
+    def token_text(self, token_id: int) -> bytes:
+        """A token's text as the GGUF's vocabulary stores it, read from the loaded model (no second read of the file)."""
+        self._live()
+        if not 0 <= token_id < self.n_vocab:
+            raise ValueError(f"token id {token_id} is outside the vocabulary (0..{self.n_vocab - 1})")
+        text = self._lib.llama_vocab_get_text(self._lib.llama_model_get_vocab(self._model), token_id)
+        return bytes(text or b"")
+
     # ------------------------------------------------------------------ evaluation
 
     def position(self, seq_id: int = 0) -> int:

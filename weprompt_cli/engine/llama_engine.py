@@ -328,7 +328,7 @@ def load_llama_engine(
     try:
         info = gguf_info(context)
         tokenizer = resolve_tokenizer(path, info, models_dir)
-        check_vocabulary(path, tokenizer, info)
+        check_vocabulary(path, tokenizer, info, context)
     except BaseException:
         context.close()
         raise
@@ -337,31 +337,35 @@ def load_llama_engine(
     return engine
 
 
-def check_vocabulary(path: Path, tokenizer: Tokenizer, info: ModelInfo) -> None:
+def check_vocabulary(path: Path, tokenizer: Tokenizer, info: ModelInfo, context: LlamaContext) -> None:
     """InvalidFileError when the GGUF's own vocabulary is not the one WePrompt's tokenizer encodes with.
 
     A GGUF embeds the vocabulary it was converted with; the sidecar `<stem>.tokenizer.json`
     (or the World vocabulary) is what WePrompt encodes with. Ids only mean the same words
-    when both list the same tokens, so a sample of them is compared.
+    when both list the same tokens, so a sample of them is compared. The tokens are read from
+    the model llama.cpp loaded: reading them from the file again (the `gguf` package's reader)
+    cost a third more peak memory than the whole Q8_0 model.
     """
+    from weprompt_cli.engine.llama_vocab import token_bytes_of
     from weprompt_cli.engine.tokenizer import JsonTokenizer, WorldTokenizer
 
-    tokens = gguf_tokens(path)
-    if tokens is None:
+    model = context.meta("tokenizer.ggml.model")
+    if model is None:
         return  # no vocabulary in the file: nothing to compare
+    n_tokens = context.n_vocab
     size = getattr(tokenizer, "vocab_size", None)
-    if isinstance(tokenizer, JsonTokenizer) and size is not None and size != len(tokens):
+    if isinstance(tokenizer, JsonTokenizer) and size is not None and size != n_tokens:
         raise InvalidFileError(
-            f"the GGUF's vocabulary has {len(tokens)} tokens but its tokenizer file {tokenizer.path.name} has {size}",
+            f"the GGUF's vocabulary has {n_tokens} tokens but its tokenizer file {tokenizer.path.name} has {size}",
             path=path,
             hint="use the tokenizer the model was converted with (weprompt models convert copies it beside the GGUF)",
         )
-    sample = range(0, min(len(tokens), info.vocab_size), max(1, min(len(tokens), info.vocab_size) // 512))
-    for token_id in sample:
+    n = min(n_tokens, info.vocab_size)
+    for token_id in range(0, n, max(1, n // 512)):
         if isinstance(tokenizer, WorldTokenizer) and token_id == 0:
             continue
         ours = tokenizer.token_bytes(token_id) if tokenizer.has_bytes else tokenizer.decode([token_id]).encode()
-        theirs = tokens[token_id]
+        theirs = token_bytes_of(model, context.token_text(token_id))
         if theirs is not None and ours and ours != theirs:
             raise InvalidFileError(
                 f"the GGUF's vocabulary does not match the tokenizer WePrompt would use ({tokenizer.name}): "
@@ -369,21 +373,3 @@ def check_vocabulary(path: Path, tokenizer: Tokenizer, info: ModelInfo) -> None:
                 path=path,
                 hint="put the model's own tokenizer beside it as <stem>.tokenizer.json",
             )
-
-
-def gguf_tokens(path: Path) -> list[bytes | None] | None:
-    """The bytes of each token in a GGUF's vocabulary (None where a token is not plain bytes), or None."""
-    try:
-        import gguf
-    except ImportError:
-        return None
-    from weprompt_cli.engine.llama_vocab import token_bytes_of
-
-    reader = gguf.GGUFReader(str(path), "r")
-    field = reader.fields.get("tokenizer.ggml.tokens")
-    kind = reader.fields.get("tokenizer.ggml.model")
-    if field is None or kind is None:
-        return None
-    model = bytes(kind.parts[kind.data[0]]).decode("utf-8", errors="replace")
-    texts = [bytes(field.parts[i]) for i in field.data]
-    return [token_bytes_of(model, text) for text in texts]
