@@ -112,10 +112,12 @@ SORTS = [("customers", "name", ["name", "alphabetically"], "ASC"), ("customers",
          ("products", "stock", ["stock"], "ASC"), ("products", "name", ["name", "alphabetically"], "ASC"),
          ("employees", "salary", ["salary", "pay"], "DESC"), ("employees", "name", ["name", "alphabetically"], "ASC"),
          ("orders", "total", ["total", "value"], "DESC"), ("orders", "created_at", ["date"], "DESC")]
-SORT_FRAMES = _frames(
-    ["Sort", "List", "Show", "Order", "Give me", "Arrange", "Rank", "Display"],
+SORT_FRAMES = _frames(  # every opener with every body: "Put" and "in order of" are seen, never together
+    ["Sort", "List", "Show", "Order", "Give me", "Arrange", "Rank", "Display", "Put", "Show me",
+     "I need", "Please sort", "Let me see"],
     ["{entity} by {by}{way}.", "all {entity} by {by}{way}.", "the {entity} sorted by {by}{way}.",
-     "the {entity} ordered by {by}{way}.", "every one of the {entity} by {by}{way}."],
+     "the {entity} ordered by {by}{way}.", "every one of the {entity} by {by}{way}.",
+     "the {entity} in order of {by}{way}.", "the {entity} in {by} order{way}."],
     ["{entity} sorted by {by}{way}?", "Can you sort the {entity} by {by}{way}?", "I want the {entity} sorted by {by}{way}.",
      "Can I see the {entity} ordered by {by}{way}?", "Which {entity} come first by {by}{way}? Show them all."],
     ["Put the {entity} in order of {by}{way}."],
